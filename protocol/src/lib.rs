@@ -1,0 +1,31 @@
+//! The eventwire wire protocol: what the gateway and every client agree on.
+//!
+//! This crate owns the event envelope, the topic and pattern grammar, the error
+//! codes and the frames of the WebSocket protocol. It has no runtime: the
+//! gateway and the wasm client both depend on it, so the two sides cannot drift.
+//! `docs/PROTOCOL.md` is the prose version of what is here.
+
+pub mod envelope;
+pub mod error;
+#[cfg(feature = "json")]
+pub mod frame;
+pub mod topic;
+
+pub use envelope::Envelope;
+pub use error::{ErrorCode, ProtocolError};
+pub use topic::{Pattern, Topic};
+
+/// The protocol version carried in the URL (`/v1/...`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The CloudEvents spec version every envelope carries.
+pub const SPEC_VERSION: &str = "1.0";
+
+/// Names of the SSE control events. They start with `$`, which no topic may
+/// contain, so they can never collide with an event type.
+pub mod sse_event {
+    /// First event of every stream: connection id and whether resume worked.
+    pub const WELCOME: &str = "$welcome";
+    /// Last event of a stream the gateway ends on purpose, with the reason.
+    pub const CLOSE: &str = "$close";
+}

@@ -1,0 +1,256 @@
+//! Topics (event types) and subscription patterns, with NATS wildcard semantics.
+//!
+//! Topics end up verbatim on SSE `event:` lines and in broker subjects, so the
+//! grammar is strict: only `[A-Za-z0-9_-]` segments joined by dots. Nothing
+//! that could break a line, a header or a subject can get through.
+
+use crate::error::{ErrorCode, ProtocolError};
+use std::fmt;
+
+/// At most this many dot-separated segments in a topic or pattern.
+pub const MAX_SEGMENTS: usize = 16;
+/// At most this many bytes in one segment.
+pub const MAX_SEGMENT_LEN: usize = 64;
+/// At most this many bytes in a whole topic or pattern.
+pub const MAX_TOPIC_LEN: usize = 255;
+
+fn is_segment_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// Checks the shared limits and calls `segment` for each segment, reporting
+/// errors with `code` so topics and patterns share one grammar walker.
+fn walk(
+    s: &str,
+    what: &str,
+    code: ErrorCode,
+    mut segment: impl FnMut(usize, usize, &str) -> Result<(), String>,
+) -> Result<(), ProtocolError> {
+    let err = |msg: String| ProtocolError::new(code, format!("{what} {}: {msg}", quoted(s)));
+    if s.is_empty() {
+        return Err(err("must not be empty".into()));
+    }
+    if s.len() > MAX_TOPIC_LEN {
+        return Err(err(format!("longer than {MAX_TOPIC_LEN} bytes")));
+    }
+    let count = s.split('.').count();
+    if count > MAX_SEGMENTS {
+        return Err(err(format!("more than {MAX_SEGMENTS} segments")));
+    }
+    for (i, seg) in s.split('.').enumerate() {
+        if seg.is_empty() {
+            return Err(err("has an empty segment".into()));
+        }
+        if seg.len() > MAX_SEGMENT_LEN {
+            return Err(err(format!("has a segment longer than {MAX_SEGMENT_LEN} bytes")));
+        }
+        segment(i, count, seg).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Shows a rejected string safely: control characters escaped, length capped,
+/// so an error message can never smuggle a newline into a log or a frame.
+fn quoted(s: &str) -> String {
+    let shown: String = s.chars().take(64).collect();
+    let mut out = format!("{shown:?}");
+    if shown.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+fn literal_segment(seg: &str) -> Result<(), String> {
+    if seg.bytes().all(is_segment_byte) {
+        Ok(())
+    } else {
+        Err(format!(
+            "segment {} may only contain A-Z, a-z, 0-9, '_' and '-'",
+            quoted(seg)
+        ))
+    }
+}
+
+/// A concrete topic such as `order.placed`: the `type` of an event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topic(String);
+
+impl Topic {
+    pub fn parse(s: &str) -> Result<Topic, ProtocolError> {
+        walk(s, "topic", ErrorCode::InvalidTopic, |_, _, seg| {
+            if seg == "*" || seg == ">" {
+                Err("wildcards are only allowed in subscription patterns".into())
+            } else {
+                literal_segment(seg)
+            }
+        })?;
+        Ok(Topic(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0.split('.')
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One segment of a parsed pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Segment {
+    /// Matches exactly this segment.
+    Literal(String),
+    /// `*`: matches exactly one segment.
+    One,
+    /// `>`: matches one or more trailing segments. Only ever last.
+    Rest,
+}
+
+/// A subscription pattern: a topic in which `*` stands for one segment and a
+/// final `>` for one or more segments, exactly as NATS subjects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pattern {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+impl Pattern {
+    pub fn parse(s: &str) -> Result<Pattern, ProtocolError> {
+        let mut segments = Vec::new();
+        walk(s, "pattern", ErrorCode::InvalidPattern, |i, count, seg| {
+            segments.push(match seg {
+                "*" => Segment::One,
+                ">" if i + 1 == count => Segment::Rest,
+                ">" => return Err("'>' may only be the last segment".into()),
+                _ => {
+                    literal_segment(seg)?;
+                    Segment::Literal(seg.to_owned())
+                }
+            });
+            Ok(())
+        })?;
+        Ok(Pattern {
+            text: s.to_owned(),
+            segments,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// True when the pattern has no wildcard, so it names one topic.
+    pub fn is_literal(&self) -> bool {
+        self.segments
+            .iter()
+            .all(|s| matches!(s, Segment::Literal(_)))
+    }
+
+    /// Whether `topic` (assumed valid) matches this pattern.
+    pub fn matches(&self, topic: &str) -> bool {
+        let mut parts = topic.split('.');
+        for seg in &self.segments {
+            match seg {
+                Segment::Rest => return parts.next().is_some(),
+                Segment::One => {
+                    if parts.next().is_none() {
+                        return false;
+                    }
+                }
+                Segment::Literal(lit) => {
+                    if parts.next() != Some(lit.as_str()) {
+                        return false;
+                    }
+                }
+            }
+        }
+        parts.next().is_none()
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn star_matches_exactly_one_segment() {
+        let p = Pattern::parse("order.*").unwrap();
+        assert!(p.matches("order.placed"));
+        assert!(!p.matches("order"));
+        assert!(!p.matches("order.placed.eu"));
+        assert!(!p.matches("orders.placed"));
+        let mid = Pattern::parse("a.*.c").unwrap();
+        assert!(mid.matches("a.b.c"));
+        assert!(!mid.matches("a.b.d"));
+    }
+
+    #[test]
+    fn gt_matches_one_or_more_trailing_segments() {
+        let p = Pattern::parse("order.>").unwrap();
+        assert!(p.matches("order.placed"));
+        assert!(p.matches("order.placed.eu.west"));
+        assert!(!p.matches("order"));
+        assert!(Pattern::parse(">").unwrap().matches("x"));
+        assert!(Pattern::parse(">").unwrap().matches("x.y.z"));
+    }
+
+    #[test]
+    fn literal_pattern_matches_only_itself() {
+        let p = Pattern::parse("order.placed").unwrap();
+        assert!(p.is_literal());
+        assert!(p.matches("order.placed"));
+        assert!(!p.matches("order.placed.x"));
+        assert!(!p.matches("order"));
+    }
+
+    #[test]
+    fn rejects_what_could_break_a_line() {
+        for bad in [
+            "", "a..b", ".a", "a.", "a b", "a\nb", "a\rb", "a:b", "a\0b", "é", "a.>.b", "a*",
+            "a.b>",
+        ] {
+            assert!(Pattern::parse(bad).is_err(), "pattern {bad:?} accepted");
+            assert!(Topic::parse(bad).is_err(), "topic {bad:?} accepted");
+        }
+        assert_eq!(
+            Topic::parse("order.*").unwrap_err().code,
+            ErrorCode::InvalidTopic
+        );
+        assert_eq!(
+            Pattern::parse("a\nb").unwrap_err().code,
+            ErrorCode::InvalidPattern
+        );
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let many = vec!["a"; MAX_SEGMENTS + 1].join(".");
+        assert!(Topic::parse(&many).is_err());
+        assert!(Topic::parse(&vec!["a"; MAX_SEGMENTS].join(".")).is_ok());
+        assert!(Topic::parse(&"x".repeat(MAX_SEGMENT_LEN + 1)).is_err());
+        assert!(Topic::parse(&"x".repeat(MAX_SEGMENT_LEN)).is_ok());
+    }
+
+    #[test]
+    fn error_messages_escape_control_characters() {
+        let e = Topic::parse("evil\nevent: x").unwrap_err();
+        assert!(!e.message.contains('\n'), "{}", e.message);
+    }
+}
