@@ -1,1 +1,21 @@
-pub fn x(){}
+//! eventwire gateway: relays events between browsers and a broker engine.
+//!
+//! `app` builds the router; `hub` fans events out to connections; `engine`
+//! is the broker; `transport` holds the SSE, WebSocket and HTTP endpoints.
+
+pub mod app;
+pub mod config;
+pub mod conn;
+pub mod engine;
+pub mod error;
+pub mod hub;
+pub mod ingest;
+pub mod limits;
+pub mod listener;
+pub mod metrics;
+pub mod shutdown;
+pub mod sublist;
+pub mod transport;
+
+pub use app::Gateway;
+pub use config::Config;

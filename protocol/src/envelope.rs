@@ -63,6 +63,48 @@ fn check_attr(name: &str, value: Option<&str>, max: usize) -> Result<(), Protoco
     Ok(())
 }
 
+/// Syntax check for RFC 3339 `date-time`: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`,
+/// with field ranges checked (leap seconds allowed, days not checked per month).
+pub fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize, max: u32| -> bool {
+        b.len() >= from + len
+            && b[from..from + len].iter().all(u8::is_ascii_digit)
+            && s[from..from + len].parse::<u32>().is_ok_and(|v| v <= max)
+    };
+    let at = |i: usize, c: &[u8]| b.get(i).is_some_and(|x| c.contains(x));
+    if !(num(0, 4, 9999) && at(4, b"-") && num(5, 2, 12) && at(7, b"-") && num(8, 2, 31)) {
+        return false;
+    }
+    if s[5..7] == *"00" || s[8..10] == *"00" {
+        return false;
+    }
+    if !(at(10, b"Tt ") && num(11, 2, 23) && at(13, b":") && num(14, 2, 59) && at(16, b":")) {
+        return false;
+    }
+    if !num(17, 2, 60) {
+        return false;
+    }
+    let mut i = 19;
+    if at(i, b".") {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start {
+            return false;
+        }
+    }
+    match b.get(i) {
+        Some(b'Z' | b'z') => i + 1 == b.len(),
+        Some(b'+' | b'-') => {
+            num(i + 1, 2, 23) && at(i + 3, b":") && num(i + 4, 2, 59) && i + 6 == b.len()
+        }
+        _ => false,
+    }
+}
+
 impl<D> Envelope<D> {
     /// A minimal envelope of `ty` carrying `data`.
     pub fn new(ty: impl Into<String>, data: D) -> Self {
@@ -84,20 +126,32 @@ impl<D> Envelope<D> {
     /// the attribute limits. Returns the parsed topic.
     pub fn validate(&self) -> Result<Topic, ProtocolError> {
         let topic = Topic::parse(&self.ty)?;
-        if let Some(v) = &self.specversion {
-            if v != crate::SPEC_VERSION {
-                return Err(ProtocolError::new(
-                    ErrorCode::InvalidEvent,
-                    format!("`specversion` must be \"{}\"", crate::SPEC_VERSION),
-                ));
-            }
+        if let Some(v) = &self.specversion
+            && v != crate::SPEC_VERSION
+        {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidEvent,
+                format!("`specversion` must be \"{}\"", crate::SPEC_VERSION),
+            ));
         }
         check_attr("id", self.id.as_deref(), MAX_ID_LEN)?;
         check_attr("source", self.source.as_deref(), MAX_ATTR_LEN)?;
         check_attr("subject", self.subject.as_deref(), MAX_ATTR_LEN)?;
         check_attr("correlationid", self.correlationid.as_deref(), MAX_ATTR_LEN)?;
-        check_attr("datacontenttype", self.datacontenttype.as_deref(), MAX_ATTR_LEN)?;
+        check_attr(
+            "datacontenttype",
+            self.datacontenttype.as_deref(),
+            MAX_ATTR_LEN,
+        )?;
         check_attr("time", self.time.as_deref(), 64)?;
+        if let Some(t) = &self.time
+            && !is_rfc3339(t)
+        {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidEvent,
+                "`time` must be an RFC 3339 timestamp such as 2026-01-02T03:04:05Z",
+            ));
+        }
         Ok(topic)
     }
 }
@@ -135,6 +189,30 @@ mod tests {
         e.id = Some("ok".into());
         e.ty = "bad topic".into();
         assert_eq!(e.validate().unwrap_err().code, ErrorCode::InvalidTopic);
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        for ok in [
+            "2026-11-23T19:23:57Z",
+            "2026-11-23T19:23:57.123456+02:00",
+            "1999-12-31t23:59:60z",
+        ] {
+            assert!(is_rfc3339(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "2026-11-23",
+            "2026-13-01T00:00:00Z",
+            "2026-11-23T24:00:00Z",
+            "2026-11-23T19:23:57",
+            "2026-11-23T19:23:57.Z",
+            "2026-11-23T19:23:57+0200",
+            "2026-00-10T00:00:00Z",
+            "2026-11-23T19:23:57Zx",
+        ] {
+            assert!(!is_rfc3339(bad), "{bad}");
+        }
     }
 
     #[test]

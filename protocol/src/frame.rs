@@ -84,17 +84,21 @@ pub fn parse_client_frame(text: &str, max_topics: usize) -> Result<ClientMsg<'_>
         reference,
         error: ProtocolError::new(code, msg),
     };
-    if let Some(r) = &reference {
-        if r.len() > MAX_REF_LEN {
-            return Err(fail(
-                None,
-                ErrorCode::BadRequest,
-                format!("`ref` is longer than {MAX_REF_LEN} bytes"),
-            ));
-        }
+    if let Some(r) = &reference
+        && r.len() > MAX_REF_LEN
+    {
+        return Err(fail(
+            None,
+            ErrorCode::BadRequest,
+            format!("`ref` is longer than {MAX_REF_LEN} bytes"),
+        ));
     }
     let Some(op_name) = raw.op else {
-        return Err(fail(reference, ErrorCode::BadRequest, "frame has no `op`".into()));
+        return Err(fail(
+            reference,
+            ErrorCode::BadRequest,
+            "frame has no `op`".into(),
+        ));
     };
     let topics = |reference: &Option<String>,
                   topics: Option<Vec<String>>|
@@ -243,10 +247,17 @@ mod tests {
 
     #[test]
     fn parses_each_client_op() {
-        match parse_client_frame(r#"{"op":"subscribe","topics":["a.*"],"since":"x-1","ref":"r"}"#, 8)
-            .unwrap()
+        match parse_client_frame(
+            r#"{"op":"subscribe","topics":["a.*"],"since":"x-1","ref":"r"}"#,
+            8,
+        )
+        .unwrap()
         {
-            ClientMsg::Subscribe { topics, since, reference } => {
+            ClientMsg::Subscribe {
+                topics,
+                since,
+                reference,
+            } => {
                 assert_eq!(topics[0].as_str(), "a.*");
                 assert_eq!(since.as_deref(), Some("x-1"));
                 assert_eq!(reference.as_deref(), Some("r"));
@@ -257,10 +268,15 @@ mod tests {
             parse_client_frame(r#"{"op":"unsubscribe","topics":["a"]}"#, 8).unwrap(),
             ClientMsg::Unsubscribe { .. }
         ));
-        match parse_client_frame(r#"{"op":"emit","ref":"1","event":{"type":"a","data":[1, 2]}}"#, 8)
-            .unwrap()
+        match parse_client_frame(
+            r#"{"op":"emit","ref":"1","event":{"type":"a","data":[1, 2]}}"#,
+            8,
+        )
+        .unwrap()
         {
-            ClientMsg::Emit { event, .. } => assert_eq!(event.get(), r#"{"type":"a","data":[1, 2]}"#),
+            ClientMsg::Emit { event, .. } => {
+                assert_eq!(event.get(), r#"{"type":"a","data":[1, 2]}"#)
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
@@ -276,8 +292,14 @@ mod tests {
         assert_eq!(code("[1]"), ErrorCode::InvalidJson);
         assert_eq!(code(r#"{"ref":"1"}"#), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"op":"subscribe"}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"op":"subscribe","topics":[]}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"op":"subscribe","topics":["a b"]}"#), ErrorCode::InvalidPattern);
+        assert_eq!(
+            code(r#"{"op":"subscribe","topics":[]}"#),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(
+            code(r#"{"op":"subscribe","topics":["a b"]}"#),
+            ErrorCode::InvalidPattern
+        );
         assert_eq!(
             code(r#"{"op":"subscribe","topics":["a","b","c"]}"#),
             ErrorCode::TooManySubscriptions
@@ -299,11 +321,29 @@ mod tests {
                 max_subscriptions: 64,
                 recovered: None,
             }),
-            ServerFrame::Subscribed { reference: Some("1".into()), topics: vec!["a.>".into()], recovered: true },
-            ServerFrame::Unsubscribed { reference: None, topics: vec!["a.>".into()] },
-            ServerFrame::Event { event: json!({"type": "a", "seq": "e-1"}) },
-            ServerFrame::Ack { reference: Some("2".into()), id: "i".into(), seq: "e-1".into(), duplicate: false },
-            ServerFrame::Error { reference: None, code: ErrorCode::UnknownOp, message: "m".into() },
+            ServerFrame::Subscribed {
+                reference: Some("1".into()),
+                topics: vec!["a.>".into()],
+                recovered: true,
+            },
+            ServerFrame::Unsubscribed {
+                reference: None,
+                topics: vec!["a.>".into()],
+            },
+            ServerFrame::Event {
+                event: json!({"type": "a", "seq": "e-1"}),
+            },
+            ServerFrame::Ack {
+                reference: Some("2".into()),
+                id: "i".into(),
+                seq: "e-1".into(),
+                duplicate: false,
+            },
+            ServerFrame::Error {
+                reference: None,
+                code: ErrorCode::UnknownOp,
+                message: "m".into(),
+            },
             ServerFrame::Pong { reference: None },
         ];
         for f in frames {
@@ -319,7 +359,12 @@ mod tests {
         assert_eq!(text, format!("{{\"op\":\"{}\"}}", op::PONG));
         let ev = event_frame(r#"{"type":"a"}"#);
         let back: ServerFrame = serde_json::from_str(&ev).unwrap();
-        assert_eq!(back, ServerFrame::Event { event: json!({"type": "a"}) });
+        assert_eq!(
+            back,
+            ServerFrame::Event {
+                event: json!({"type": "a"})
+            }
+        );
         assert!(ev.contains(&format!("\"op\":\"{}\"", op::EVENT)));
     }
 }

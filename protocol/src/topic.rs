@@ -42,7 +42,9 @@ fn walk(
             return Err(err("has an empty segment".into()));
         }
         if seg.len() > MAX_SEGMENT_LEN {
-            return Err(err(format!("has a segment longer than {MAX_SEGMENT_LEN} bytes")));
+            return Err(err(format!(
+                "has a segment longer than {MAX_SEGMENT_LEN} bytes"
+            )));
         }
         segment(i, count, seg).map_err(err)?;
     }

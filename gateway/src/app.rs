@@ -1,0 +1,207 @@
+//! The router, in one place, and the state every handler shares.
+
+use crate::config::{Config, EngineKind};
+use crate::engine::memory::{MemoryConfig, MemoryEngine};
+use crate::engine::{Engine, EngineError};
+use crate::error::ApiError;
+use crate::hub::Hub;
+use crate::limits::ConnLimit;
+use crate::listener::GatewayListener;
+use crate::metrics::Metrics;
+use crate::transport::{publish, sse, ws};
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use eventwire_protocol::{ErrorCode, ProtocolError};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+/// What every handler shares.
+pub struct Shared {
+    pub config: Config,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<Metrics>,
+    pub prometheus: PrometheusHandle,
+    pub limit: Arc<ConnLimit>,
+    /// Cancelled when shutdown starts.
+    pub shutdown: CancellationToken,
+}
+
+/// A built gateway: engine, hub and router, ready to serve.
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+impl Gateway {
+    pub async fn new(config: Config) -> Result<Gateway, EngineError> {
+        let engine: Arc<dyn Engine> = match config.engine {
+            EngineKind::Memory => Arc::new(MemoryEngine::new(MemoryConfig {
+                max_events: config.history_max_events,
+                max_bytes: config.history_max_bytes,
+                dedupe_window: config.dedupe_window,
+                ..MemoryConfig::default()
+            })),
+        };
+        Gateway::with_engine(config, engine).await
+    }
+
+    /// Builds a gateway over an engine made elsewhere (tests, embedding).
+    pub async fn with_engine(
+        config: Config,
+        engine: Arc<dyn Engine>,
+    ) -> Result<Gateway, EngineError> {
+        let prometheus = crate::metrics::recorder();
+        let metrics = Arc::new(Metrics::new());
+        let hub = Hub::start(
+            engine,
+            metrics.clone(),
+            config.max_subscriptions,
+            config.outbox_bytes,
+        )
+        .await?;
+        Ok(Gateway {
+            shared: Arc::new(Shared {
+                limit: ConnLimit::new(config.max_connections),
+                config,
+                hub,
+                metrics,
+                prometheus,
+                shutdown: CancellationToken::new(),
+            }),
+        })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.shared.clone())
+    }
+
+    /// Serves until `shutdown` is cancelled, then tells every client (WS close
+    /// 1001, SSE `$close`), drains for up to the shutdown timeout, and returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let shared = self.shared.clone();
+        let listener = GatewayListener::new(listener, shared.config.write_timeout);
+        let app = self.router();
+        {
+            let shared = shared.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                shared.shutdown.cancel();
+                shared.hub.close_all(ProtocolError::new(
+                    ErrorCode::ShuttingDown,
+                    "the gateway is shutting down; reconnect",
+                ));
+            });
+        }
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(shared.config.shutdown_timeout).await;
+        };
+        tokio::select! {
+            r = serve => r?,
+            _ = deadline => {
+                tracing::warn!("shutdown timeout reached with connections still open");
+                return Ok(());
+            }
+        }
+        // Upgraded WebSockets are not tracked by the HTTP server: wait for them.
+        let until = tokio::time::Instant::now() + shared.config.shutdown_timeout;
+        while shared.hub.connection_count() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static("last-event-id"),
+            ]),
+    )
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let mut app = Router::new()
+        .route("/v1/sse", get(sse::handler))
+        .route("/v1/ws", get(ws::handler))
+        .route("/v1/events", get(publish::history).post(publish::post))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this route",
+            )
+        });
+    let not_found = || async { ApiError::new(ErrorCode::NotFound, "no such route") };
+    app = match &shared.config.static_dir {
+        Some(dir) => {
+            app.fallback_service(ServeDir::new(dir).fallback(get(not_found).with_state(())))
+        }
+        None => app.fallback(not_found),
+    };
+    if let Some(cors) = cors(&shared.config.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.layer(TraceLayer::new_for_http()).with_state(shared)
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Result<impl IntoResponse, ApiError> {
+    if shared.shutdown.is_cancelled() {
+        return Err(ApiError::new(
+            ErrorCode::ShuttingDown,
+            "the gateway is shutting down",
+        ));
+    }
+    shared.hub.engine().ready().await?;
+    Ok(Json(json!({
+        "status": "ready",
+        "engine": shared.hub.engine().name(),
+        "connections": shared.hub.connection_count(),
+    })))
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        shared.prometheus.render(),
+    )
+}

@@ -1,0 +1,336 @@
+//! One streaming connection's outbound side: a queue bounded in bytes.
+//!
+//! The hub pushes without ever waiting; the transport's writer drains
+//! everything queued in one go, so events that pile up while a socket is busy
+//! leave in one write. A queue over its limit means the client cannot keep
+//! up: it is closed as `slow_consumer`, and resumes from its last position.
+
+use crate::engine::Event;
+use bytes::Bytes;
+use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
+use futures_util::task::AtomicWaker;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use tokio::sync::Notify;
+
+/// Which wire a connection speaks; decides how queued items are framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Sse,
+    WebSocket,
+}
+
+impl Transport {
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::Sse => "sse",
+            Transport::WebSocket => "ws",
+        }
+    }
+}
+
+/// An item waiting to be written.
+#[derive(Debug, Clone)]
+pub enum Out {
+    Event(Arc<Event>),
+    /// A frame already encoded for this connection's transport.
+    Control(Bytes),
+}
+
+impl Out {
+    fn cost(&self) -> usize {
+        match self {
+            Out::Event(e) => e.cost(),
+            Out::Control(b) => b.len(),
+        }
+    }
+}
+
+/// What the writer gets from [`Conn::poll_take`].
+#[derive(Debug)]
+pub enum Taken {
+    /// Items were moved into the caller's buffer.
+    Items,
+    /// The connection is over; tell the peer why and stop.
+    Closed(ProtocolError),
+    /// The peer is gone or the socket failed: stop without a word.
+    Aborted,
+}
+
+pub struct Conn {
+    /// Process-unique key, used by the subscription trie.
+    pub key: u64,
+    /// Shown to the client in `welcome` and in logs.
+    pub id: String,
+    pub transport: Transport,
+    limit: usize,
+    state: Mutex<State>,
+    writer: AtomicWaker,
+    drained: Notify,
+    /// Offset of the last live event queued, so a connection whose several
+    /// patterns match one event gets it once.
+    last_live: AtomicU64,
+    /// The connection's subscriptions, in the order they were made.
+    pub patterns: Mutex<Vec<Pattern>>,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Out>,
+    /// Bytes in `queue` plus bytes in `replay`.
+    bytes: usize,
+    replay_bytes: usize,
+    /// While a replay runs, live events wait here so they can be merged
+    /// after the replayed ones, in position order and without duplicates.
+    replay: Option<VecDeque<Arc<Event>>>,
+    closed: Option<ProtocolError>,
+    aborted: bool,
+}
+
+impl Conn {
+    pub fn new(key: u64, id: String, transport: Transport, limit: usize) -> Conn {
+        Conn {
+            key,
+            id,
+            transport,
+            limit,
+            state: Mutex::new(State::default()),
+            writer: AtomicWaker::new(),
+            drained: Notify::new(),
+            last_live: AtomicU64::new(0),
+            patterns: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Queues a live event from the hub. Never blocks.
+    pub fn push_live(&self, ev: &Arc<Event>) {
+        if self.last_live.swap(ev.offset, Ordering::Relaxed) == ev.offset {
+            return;
+        }
+        let mut st = self.state.lock();
+        if st.closed.is_some() {
+            return;
+        }
+        st.bytes += ev.cost();
+        match &mut st.replay {
+            Some(buffer) => {
+                buffer.push_back(ev.clone());
+                st.replay_bytes += ev.cost();
+            }
+            None => st.queue.push_back(Out::Event(ev.clone())),
+        }
+        self.enforce_limit(st);
+    }
+
+    /// Queues a control frame (welcome, ack, error...).
+    pub fn push_control(&self, frame: Bytes) {
+        let mut st = self.state.lock();
+        if st.closed.is_some() {
+            return;
+        }
+        let item = Out::Control(frame);
+        st.bytes += item.cost();
+        st.queue.push_back(item);
+        self.enforce_limit(st);
+    }
+
+    fn enforce_limit(&self, mut st: parking_lot::MutexGuard<'_, State>) {
+        if st.bytes > self.limit {
+            st.queue.clear();
+            st.replay = None;
+            st.bytes = 0;
+            st.replay_bytes = 0;
+            st.closed = Some(ProtocolError::new(
+                ErrorCode::SlowConsumer,
+                format!(
+                    "more than {} bytes were waiting for this connection; resume from your last position",
+                    self.limit
+                ),
+            ));
+        }
+        drop(st);
+        self.writer.wake();
+    }
+
+    /// Ends the connection. With `discard`, queued items are dropped (the
+    /// client will resume); otherwise they are written before the close.
+    pub fn close(&self, reason: ProtocolError, discard: bool) {
+        let mut st = self.state.lock();
+        if st.closed.is_none() {
+            if discard {
+                st.queue.clear();
+            }
+            st.replay = None;
+            st.replay_bytes = 0;
+            st.bytes = st.queue.iter().map(Out::cost).sum();
+            st.closed = Some(reason);
+        }
+        drop(st);
+        self.writer.wake();
+        self.drained.notify_waiters();
+    }
+
+    /// Ends the connection because its socket is gone: nothing more is written.
+    pub fn abort(&self) {
+        let mut st = self.state.lock();
+        st.aborted = true;
+        st.queue.clear();
+        st.replay = None;
+        st.closed
+            .get_or_insert_with(|| ProtocolError::new(ErrorCode::Internal, "connection aborted"));
+        drop(st);
+        self.writer.wake();
+        self.drained.notify_waiters();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed.is_some()
+    }
+
+    /// Moves everything queued into `buf`. Registers the writer's waker first,
+    /// so a push racing with this call is never missed.
+    pub fn poll_take(&self, cx: &mut Context<'_>, buf: &mut Vec<Out>) -> Poll<Taken> {
+        self.writer.register(cx.waker());
+        let mut st = self.state.lock();
+        if st.aborted {
+            return Poll::Ready(Taken::Aborted);
+        }
+        if !st.queue.is_empty() {
+            buf.extend(st.queue.drain(..));
+            st.bytes = st.replay_bytes;
+            let replaying = st.replay.is_some();
+            drop(st);
+            if replaying {
+                self.drained.notify_waiters();
+            }
+            return Poll::Ready(Taken::Items);
+        }
+        match &st.closed {
+            Some(reason) => Poll::Ready(Taken::Closed(reason.clone())),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Async form of [`Conn::poll_take`].
+    pub async fn take(&self, buf: &mut Vec<Out>) -> Taken {
+        std::future::poll_fn(|cx| self.poll_take(cx, buf)).await
+    }
+
+    /// Starts buffering live events; see [`Conn::finish_replay`].
+    pub fn begin_replay(&self) {
+        self.state.lock().replay.get_or_insert_with(VecDeque::new);
+    }
+
+    /// Queues one replayed event, waiting while the queue is over half full
+    /// so a long replay cannot overflow it. Returns false once closed.
+    pub async fn push_replayed(&self, ev: Arc<Event>) -> bool {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            {
+                let mut st = self.state.lock();
+                if st.closed.is_some() {
+                    return false;
+                }
+                if st.bytes <= self.limit / 2 {
+                    st.bytes += ev.cost();
+                    st.queue.push_back(Out::Event(ev));
+                    drop(st);
+                    self.writer.wake();
+                    return true;
+                }
+            }
+            drained.await;
+        }
+    }
+
+    /// Ends a replay that delivered everything up to `after`: buffered live
+    /// events beyond it follow in order; the ones the replay covered are dropped.
+    pub fn finish_replay(&self, after: u64) {
+        let mut st = self.state.lock();
+        if let Some(buffer) = st.replay.take() {
+            st.replay_bytes = 0;
+            for ev in buffer {
+                if ev.offset > after {
+                    st.queue.push_back(Out::Event(ev));
+                } else {
+                    st.bytes -= ev.cost();
+                }
+            }
+        }
+        drop(st);
+        self.writer.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Event;
+    use eventwire_protocol::Topic;
+
+    fn ev(offset: u64) -> Arc<Event> {
+        Arc::new(Event::new(
+            offset,
+            format!("e-{offset}"),
+            format!("id{offset}"),
+            Topic::parse("t").unwrap(),
+            Bytes::from_static(b"{}"),
+        ))
+    }
+
+    fn offsets(buf: &[Out]) -> Vec<u64> {
+        buf.iter()
+            .filter_map(|o| match o {
+                Out::Event(e) => Some(e.offset),
+                Out::Control(_) => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn replay_merges_with_buffered_live_events() {
+        let conn = Conn::new(1, "c".into(), Transport::Sse, 1 << 20);
+        conn.begin_replay();
+        conn.push_live(&ev(4));
+        conn.push_live(&ev(5));
+        conn.push_live(&ev(5)); // a second matching pattern
+        for o in 2..=4 {
+            assert!(conn.push_replayed(ev(o)).await);
+        }
+        conn.finish_replay(4);
+        conn.push_live(&ev(6));
+        let mut buf = Vec::new();
+        assert!(matches!(conn.take(&mut buf).await, Taken::Items));
+        assert_eq!(offsets(&buf), vec![2, 3, 4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn overflow_closes_as_slow_consumer_and_drops_the_queue() {
+        let conn = Conn::new(1, "c".into(), Transport::WebSocket, 200);
+        for o in 1..=10 {
+            conn.push_live(&ev(o));
+        }
+        let mut buf = Vec::new();
+        match conn.take(&mut buf).await {
+            Taken::Closed(e) => assert_eq!(e.code, ErrorCode::SlowConsumer),
+            other => panic!("expected a close, got {other:?} {:?}", offsets(&buf)),
+        }
+        assert!(buf.is_empty());
+    }
+
+    #[tokio::test]
+    async fn graceful_close_flushes_first() {
+        let conn = Conn::new(1, "c".into(), Transport::Sse, 1 << 20);
+        conn.push_live(&ev(1));
+        conn.close(ProtocolError::new(ErrorCode::ShuttingDown, "bye"), false);
+        let mut buf = Vec::new();
+        assert!(matches!(conn.take(&mut buf).await, Taken::Items));
+        assert_eq!(offsets(&buf), vec![1]);
+        assert!(matches!(conn.take(&mut buf).await, Taken::Closed(_)));
+    }
+}

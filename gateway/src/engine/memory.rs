@@ -1,0 +1,191 @@
+//! The embedded engine: an in-process ring of recent events, a dedupe window,
+//! and direct hand-off to subscribers.
+//!
+//! Positions carry a random epoch chosen at start, so a client resuming
+//! with a position from before a restart gets `recovered: false` instead of
+//! a silent gap.
+
+use super::position::Position;
+use super::{Accepted, Engine, EngineError, Event, EventStream, History, HistoryQuery, NewEvent};
+use async_trait::async_trait;
+use eventwire_protocol::Pattern;
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone)]
+pub struct MemoryConfig {
+    pub max_events: usize,
+    pub max_bytes: usize,
+    pub dedupe_window: Duration,
+    /// Ids remembered at most, whatever the window, to bound memory.
+    pub dedupe_max_ids: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            max_events: 10_000,
+            max_bytes: 64 * 1024 * 1024,
+            dedupe_window: Duration::from_secs(120),
+            dedupe_max_ids: 100_000,
+        }
+    }
+}
+
+pub struct MemoryEngine {
+    epoch: String,
+    config: MemoryConfig,
+    state: Mutex<State>,
+}
+
+struct State {
+    next_offset: u64,
+    ring: VecDeque<Arc<Event>>,
+    ring_bytes: usize,
+    seen: HashMap<String, (u64, String)>,
+    seen_order: VecDeque<(Instant, String)>,
+    subscribers: Vec<(Pattern, mpsc::UnboundedSender<Arc<Event>>)>,
+}
+
+impl MemoryEngine {
+    pub fn new(config: MemoryConfig) -> MemoryEngine {
+        MemoryEngine {
+            epoch: format!("m{:08x}", uuid::Uuid::new_v4().as_u128() as u32),
+            config,
+            state: Mutex::new(State {
+                next_offset: 1,
+                ring: VecDeque::new(),
+                ring_bytes: 0,
+                seen: HashMap::new(),
+                seen_order: VecDeque::new(),
+                subscribers: Vec::new(),
+            }),
+        }
+    }
+
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+}
+
+impl State {
+    fn forget_old_ids(&mut self, window: Duration, max_ids: usize) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.seen_order.front() {
+            if now.duration_since(*at) <= window && self.seen_order.len() <= max_ids {
+                break;
+            }
+            let (_, id) = self.seen_order.pop_front().expect("front exists");
+            self.seen.remove(&id);
+        }
+    }
+
+    fn retain_within(&mut self, max_events: usize, max_bytes: usize) {
+        while self.ring.len() > max_events || (self.ring_bytes > max_bytes && self.ring.len() > 1) {
+            let old = self.ring.pop_front().expect("ring is not empty");
+            self.ring_bytes -= old.json.len();
+        }
+    }
+
+    fn first_offset(&self) -> u64 {
+        self.ring.front().map_or(self.next_offset, |e| e.offset)
+    }
+}
+
+#[async_trait]
+impl Engine for MemoryEngine {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn publish(&self, mut event: NewEvent) -> Result<Accepted, EngineError> {
+        let mut st = self.state.lock();
+        st.forget_old_ids(self.config.dedupe_window, self.config.dedupe_max_ids);
+        let id = event.id().to_owned();
+        if let Some((_, seq)) = st.seen.get(&id) {
+            return Ok(Accepted {
+                id,
+                seq: seq.clone(),
+                duplicate: true,
+            });
+        }
+        let offset = st.next_offset;
+        st.next_offset += 1;
+        let seq = Position::format(&self.epoch, offset);
+        let json = event.encode(&seq);
+        let ev = Arc::new(Event::new(
+            offset,
+            seq.clone(),
+            id.clone(),
+            event.topic,
+            json,
+        ));
+        st.seen.insert(id.clone(), (offset, seq.clone()));
+        st.seen_order.push_back((Instant::now(), id.clone()));
+        st.ring_bytes += ev.json.len();
+        st.ring.push_back(ev.clone());
+        st.retain_within(self.config.max_events, self.config.max_bytes);
+        // Sending under the lock keeps hand-off in offset order.
+        st.subscribers.retain(|(pattern, tx)| {
+            !pattern.matches(ev.topic.as_str()) || tx.send(ev.clone()).is_ok()
+        });
+        Ok(Accepted {
+            id,
+            seq,
+            duplicate: false,
+        })
+    }
+
+    async fn subscribe(&self, pattern: Pattern) -> Result<EventStream, EngineError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.state.lock().subscribers.push((pattern, tx));
+        Ok(rx)
+    }
+
+    async fn history(&self, query: HistoryQuery) -> Result<History, EngineError> {
+        let since = query.since.as_deref().map(Position::parse).transpose()?;
+        let st = self.state.lock();
+        let first = st.first_offset();
+        let (start, recovered, after) = match since {
+            None => (first, true, None),
+            Some(p) if p.epoch != self.epoch => return Ok(History::default()),
+            Some(p) if p.offset >= st.next_offset => {
+                return Ok(History {
+                    after: Some(p.offset),
+                    ..History::default()
+                });
+            }
+            Some(p) => (
+                (p.offset + 1).max(first),
+                p.offset + 1 >= first,
+                Some(p.offset),
+            ),
+        };
+        let skip = (start - first) as usize;
+        let mut events = Vec::new();
+        let mut more = false;
+        for ev in st.ring.iter().skip(skip) {
+            if !query.patterns.iter().any(|p| p.matches(ev.topic.as_str())) {
+                continue;
+            }
+            if events.len() == query.limit {
+                more = true;
+                break;
+            }
+            events.push(ev.clone());
+        }
+        Ok(History {
+            events,
+            recovered,
+            after,
+            more,
+        })
+    }
+
+    async fn ready(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,254 @@
+//! Local fan-out: one engine subscription per gateway, routed to every
+//! connection through a pattern trie.
+//!
+//! The hub also owns resume: it registers a connection's patterns first,
+//! then reads history, and merges the two so that nothing published in
+//! between is lost or delivered twice.
+
+use crate::conn::{Conn, Out, Transport};
+use crate::engine::{Engine, EngineError, HistoryQuery};
+use crate::metrics::Metrics;
+use crate::sublist::Sublist;
+use bytes::Bytes;
+use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Events read from history per engine call during a replay.
+const REPLAY_PAGE: usize = 512;
+
+pub struct Hub {
+    engine: Arc<dyn Engine>,
+    metrics: Arc<Metrics>,
+    subs: RwLock<Sublist<Arc<Conn>>>,
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    next_key: AtomicU64,
+    node: String,
+    max_subscriptions: usize,
+    outbox_bytes: usize,
+}
+
+impl Hub {
+    /// Subscribes to everything the engine carries and starts routing.
+    pub async fn start(
+        engine: Arc<dyn Engine>,
+        metrics: Arc<Metrics>,
+        max_subscriptions: usize,
+        outbox_bytes: usize,
+    ) -> Result<Arc<Hub>, EngineError> {
+        let mut stream = engine
+            .subscribe(Pattern::parse(">").expect("valid"))
+            .await?;
+        let hub = Arc::new(Hub {
+            engine,
+            metrics,
+            subs: RwLock::new(Sublist::default()),
+            conns: Mutex::new(HashMap::new()),
+            next_key: AtomicU64::new(1),
+            node: format!("{:06x}", uuid::Uuid::new_v4().as_u128() as u32 & 0xff_ffff),
+            max_subscriptions,
+            outbox_bytes,
+        });
+        let weak = Arc::downgrade(&hub);
+        tokio::spawn(async move {
+            while let Some(ev) = stream.recv().await {
+                let Some(hub) = weak.upgrade() else { break };
+                let subs = hub.subs.read();
+                subs.for_each_match(ev.topic.as_str(), |_, conn| conn.push_live(&ev));
+            }
+        });
+        Ok(hub)
+    }
+
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Registers a new connection. Pair with [`Hub::disconnect`].
+    pub fn connect(&self, transport: Transport) -> Arc<Conn> {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn::new(
+            key,
+            format!("{}-{key}", self.node),
+            transport,
+            self.outbox_bytes,
+        ));
+        self.conns.lock().insert(key, conn.clone());
+        self.metrics.connections(transport).increment(1.0);
+        conn
+    }
+
+    /// Forgets a connection and all its subscriptions.
+    pub fn disconnect(&self, conn: &Conn) {
+        let patterns = std::mem::take(&mut *conn.patterns.lock());
+        {
+            let mut subs = self.subs.write();
+            for p in &patterns {
+                subs.remove(p, conn.key);
+            }
+        }
+        if self.conns.lock().remove(&conn.key).is_some() {
+            self.metrics.connections(conn.transport).decrement(1.0);
+        }
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.lock().len()
+    }
+
+    /// Ends every connection, e.g. on shutdown. Queued events are written first.
+    pub fn close_all(&self, reason: ProtocolError) {
+        let conns: Vec<_> = self.conns.lock().values().cloned().collect();
+        for c in conns {
+            c.close(reason.clone(), false);
+        }
+    }
+
+    /// Adds patterns to a connection, all or none, within its limit.
+    /// Returns how many were new.
+    fn add_patterns(&self, conn: &Arc<Conn>, patterns: &[Pattern]) -> Result<usize, ProtocolError> {
+        let mut mine = conn.patterns.lock();
+        let mut fresh: Vec<&Pattern> = Vec::new();
+        for p in patterns {
+            if !mine.contains(p) && !fresh.contains(&p) {
+                fresh.push(p);
+            }
+        }
+        if mine.len() + fresh.len() > self.max_subscriptions {
+            return Err(ProtocolError::new(
+                ErrorCode::TooManySubscriptions,
+                format!(
+                    "a connection may hold at most {} subscriptions; it has {} and asked for {} more",
+                    self.max_subscriptions,
+                    mine.len(),
+                    fresh.len()
+                ),
+            ));
+        }
+        let mut subs = self.subs.write();
+        for p in &fresh {
+            subs.insert(p, conn.key, conn.clone());
+            mine.push((*p).clone());
+        }
+        Ok(fresh.len())
+    }
+
+    /// Removes patterns from a connection; unknown ones are ignored.
+    pub fn unsubscribe(&self, conn: &Conn, patterns: &[Pattern]) {
+        let mut mine = conn.patterns.lock();
+        let mut subs = self.subs.write();
+        for p in patterns {
+            if let Some(i) = mine.iter().position(|m| m == p) {
+                mine.remove(i);
+                subs.remove(p, conn.key);
+            }
+        }
+    }
+
+    /// Subscribes `conn` to `patterns`. Without `since`, `ack(true)` is
+    /// queued at once: every event accepted after the client sees it will
+    /// be delivered. With `since`, a replay task queues `ack(recovered)`,
+    /// then the missed events, then live ones, in position order.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        patterns: Vec<Pattern>,
+        since: Option<String>,
+        ack: impl FnOnce(bool) -> Bytes + Send + 'static,
+    ) -> Result<(), ProtocolError> {
+        let Some(since) = since else {
+            self.add_patterns(conn, &patterns)?;
+            conn.push_control(ack(true));
+            return Ok(());
+        };
+        self.engine.check_position(&since)?;
+        conn.begin_replay();
+        if let Err(e) = self.add_patterns(conn, &patterns) {
+            conn.finish_replay(0);
+            return Err(e);
+        }
+        let hub = self.clone();
+        let conn = conn.clone();
+        tokio::spawn(async move { hub.replay(conn, patterns, since, ack).await });
+        Ok(())
+    }
+
+    async fn replay(
+        &self,
+        conn: Arc<Conn>,
+        patterns: Vec<Pattern>,
+        since: String,
+        ack: impl FnOnce(bool) -> Bytes,
+    ) {
+        let mut ack = Some(ack);
+        let mut cursor = since;
+        let mut after = 0;
+        loop {
+            let query = HistoryQuery {
+                patterns: patterns.clone(),
+                since: Some(cursor.clone()),
+                limit: REPLAY_PAGE,
+            };
+            let page = match self.engine.history(query).await {
+                Ok(page) => page,
+                Err(e) => return conn.close(e.into(), true),
+            };
+            if let Some(ack) = ack.take() {
+                let counter = if page.recovered {
+                    &self.metrics.replay_hit
+                } else {
+                    &self.metrics.replay_miss
+                };
+                counter.increment(1);
+                after = page.after.unwrap_or(0);
+                conn.push_control(ack(page.recovered));
+            } else if !page.recovered {
+                // History moved past us mid-replay: end the connection so the
+                // client resumes and is told about the gap.
+                return conn.close(
+                    ProtocolError::new(
+                        ErrorCode::SlowConsumer,
+                        "history was truncated during replay",
+                    ),
+                    false,
+                );
+            }
+            for ev in page.events.iter() {
+                after = after.max(ev.offset);
+                if !conn.push_replayed(ev.clone()).await {
+                    return;
+                }
+            }
+            match (page.more, page.events.last()) {
+                (true, Some(last)) => cursor = last.seq.clone(),
+                _ => break,
+            }
+        }
+        conn.finish_replay(after);
+    }
+}
+
+/// Shared by both transports' writers: what the gateway counts once a
+/// batch has been handed to the socket.
+pub fn record_batch(metrics: &Metrics, transport: Transport, batch: &[Out]) {
+    let mut n = 0;
+    let mut oldest = None;
+    for item in batch {
+        if let Out::Event(e) = item {
+            n += 1;
+            oldest.get_or_insert(e.seen_at);
+        }
+    }
+    if n > 0 {
+        metrics.delivered(transport).increment(n);
+    }
+    if let Some(t) = oldest {
+        metrics.publish_to_write.record(t.elapsed().as_secs_f64());
+    }
+}

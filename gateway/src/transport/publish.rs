@@ -1,0 +1,211 @@
+//! `POST /v1/events` (publish one event or a batch) and `GET /v1/events`
+//! (read history), plus the publish path WebSocket `emit` shares.
+
+use crate::app::Shared;
+use crate::engine::{Accepted, HistoryQuery};
+use crate::error::ApiError;
+use crate::ingest;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Validates and publishes one raw envelope. Both `POST` and WebSocket
+/// `emit` go through here, so they accept and count events identically.
+pub async fn accept(shared: &Shared, raw: &str, source: &str) -> Result<Accepted, ProtocolError> {
+    let event = ingest::prepare(raw, shared.config.max_event_bytes, source)?;
+    accept_prepared(shared, event).await
+}
+
+async fn accept_prepared(
+    shared: &Shared,
+    event: crate::engine::NewEvent,
+) -> Result<Accepted, ProtocolError> {
+    if shared.shutdown.is_cancelled() {
+        return Err(ProtocolError::new(
+            ErrorCode::ShuttingDown,
+            "the gateway is shutting down",
+        ));
+    }
+    let accepted = shared.hub.engine().publish(event).await?;
+    if accepted.duplicate {
+        shared.metrics.duplicates.increment(1);
+    } else {
+        shared.metrics.published.increment(1);
+    }
+    Ok(accepted)
+}
+
+fn receipt(a: &Accepted) -> Value {
+    json!({ "id": a.id, "seq": a.seq, "duplicate": a.duplicate })
+}
+
+/// The largest body `POST /v1/events` reads: a full batch of full events.
+pub fn body_limit(config: &crate::Config) -> usize {
+    config
+        .max_event_bytes
+        .saturating_mul(config.max_batch)
+        .saturating_add(1024)
+}
+
+pub async fn post(State(shared): State<Arc<Shared>>, body: Body) -> Result<Response, ApiError> {
+    let limit = body_limit(&shared.config);
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::BatchTooLarge,
+            format!(
+                "request body is over {limit} bytes (at most {} events of {} bytes)",
+                shared.config.max_batch, shared.config.max_event_bytes
+            ),
+        )
+    })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidJson, "request body is not valid UTF-8"))?;
+    let source = "eventwire/http";
+    match text.trim_start().as_bytes().first() {
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("batch: {e}")))?;
+            if items.is_empty() {
+                return Err(ApiError::new(ErrorCode::BadRequest, "batch is empty"));
+            }
+            if items.len() > shared.config.max_batch {
+                return Err(ApiError::new(
+                    ErrorCode::BatchTooLarge,
+                    format!(
+                        "batch has {} events; the limit is {}",
+                        items.len(),
+                        shared.config.max_batch
+                    ),
+                ));
+            }
+            // Validate the whole batch before publishing any of it.
+            let mut events = Vec::with_capacity(items.len());
+            for (i, raw) in items.iter().enumerate() {
+                let ev = ingest::prepare(raw.get(), shared.config.max_event_bytes, source)
+                    .map_err(|e| ApiError::new(e.code, format!("event {i}: {}", e.message)))?;
+                events.push(ev);
+            }
+            let mut receipts = Vec::with_capacity(events.len());
+            for ev in events {
+                match accept_prepared(&shared, ev).await {
+                    Ok(a) => receipts.push(receipt(&a)),
+                    Err(e) => {
+                        // Say exactly which events were taken so a retry can
+                        // resend the rest (ids make resending safe).
+                        let status = axum::http::StatusCode::from_u16(e.code.http_status())
+                            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+                        return Ok((status, Json(json!({ "error": e, "accepted": receipts })))
+                            .into_response());
+                    }
+                }
+            }
+            Ok(Json(Value::Array(receipts)).into_response())
+        }
+        Some(b'{') => {
+            let a = accept(&shared, text, source).await?;
+            Ok(Json(receipt(&a)).into_response())
+        }
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            "body must be an event object or an array of them",
+        )),
+    }
+}
+
+/// Query parameters shared by `GET /v1/events` and `GET /v1/sse`.
+#[derive(Debug, Default)]
+pub struct StreamQuery {
+    pub topics: Vec<String>,
+    pub since: Option<String>,
+    pub limit: Option<String>,
+    pub named: Option<String>,
+}
+
+impl StreamQuery {
+    /// Parses a raw query string; `topic` may repeat.
+    pub fn parse(raw: Option<&str>) -> StreamQuery {
+        let mut q = StreamQuery::default();
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+            match &*k {
+                "topic" => q.topics.push(v.into_owned()),
+                "since" | "lastEventId" => q.since = Some(v.into_owned()),
+                "limit" => q.limit = Some(v.into_owned()),
+                "named" => q.named = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        q
+    }
+
+    /// The patterns, checked against the subscription limit.
+    pub fn patterns(&self, max: usize) -> Result<Vec<Pattern>, ProtocolError> {
+        if self.topics.is_empty() {
+            return Err(ProtocolError::new(
+                ErrorCode::BadRequest,
+                "give at least one `topic` query parameter, e.g. ?topic=order.*",
+            ));
+        }
+        if self.topics.len() > max {
+            return Err(ProtocolError::new(
+                ErrorCode::TooManySubscriptions,
+                format!("at most {max} topics per connection"),
+            ));
+        }
+        self.topics.iter().map(|t| Pattern::parse(t)).collect()
+    }
+}
+
+/// Most events one history read returns.
+pub const MAX_HISTORY_LIMIT: usize = 1000;
+
+pub async fn history(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = StreamQuery::parse(raw.as_deref());
+    let patterns = q.patterns(shared.config.max_subscriptions)?;
+    let limit = match &q.limit {
+        None => 100,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_HISTORY_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("`limit` must be 1 to {MAX_HISTORY_LIMIT}"),
+                )
+            })?,
+    };
+    if let Some(s) = &q.since {
+        shared.hub.engine().check_position(s)?;
+    }
+    let h = shared
+        .hub
+        .engine()
+        .history(HistoryQuery {
+            patterns,
+            since: q.since,
+            limit,
+        })
+        .await?;
+    // Splice the stored JSON in as is: no re-encoding of events.
+    let mut out = Vec::with_capacity(64 + h.events.iter().map(|e| e.json.len() + 1).sum::<usize>());
+    out.extend_from_slice(b"{\"events\":[");
+    for (i, e) in h.events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&e.json);
+    }
+    out.extend_from_slice(
+        format!("],\"recovered\":{},\"more\":{}}}", h.recovered, h.more).as_bytes(),
+    );
+    Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
+}

@@ -1,0 +1,173 @@
+//! `GET /v1/sse`: Server-Sent Events.
+//!
+//! Not axum's `Sse` type: that one builds each `Event` into a fresh buffer,
+//! which would re-encode every event once per subscriber. Here each event's
+//! SSE frame is built once (see [`crate::engine::Event::sse_frame`]) and the
+//! body stream hands out those shared bytes, several queued frames per chunk.
+
+use super::Session;
+use super::publish::StreamQuery;
+use crate::app::Shared;
+use crate::conn::{Out, Taken, Transport};
+use crate::error::ApiError;
+use crate::hub::record_batch;
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use bytes::BytesMut;
+use eventwire_protocol::frame::Close;
+use eventwire_protocol::{ErrorCode, ProtocolError, sse_event};
+use futures_util::Stream;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+
+/// Reconnect delay suggested to `EventSource` (its `retry:` field).
+pub const RETRY_MS: u64 = 1000;
+
+/// An SSE control event (`$welcome`, `$close`) with JSON data.
+fn control(name: &str, data: &impl serde::Serialize, retry: bool) -> Bytes {
+    let json = serde_json::to_string(data).expect("control data serializes");
+    let retry = if retry {
+        format!("retry: {RETRY_MS}\n")
+    } else {
+        String::new()
+    };
+    Bytes::from(format!("{retry}event: {name}\ndata: {json}\n\n"))
+}
+
+pub async fn handler(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    if shared.shutdown.is_cancelled() {
+        return Err(ApiError::new(
+            ErrorCode::ShuttingDown,
+            "the gateway is shutting down; reconnect elsewhere",
+        ));
+    }
+    let q = StreamQuery::parse(raw.as_deref());
+    let patterns = q.patterns(shared.config.max_subscriptions)?;
+    // The header wins: a browser's EventSource sends it on reconnect, while
+    // the URL still carries the position it first connected with.
+    let since = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| {
+                    ApiError::new(ErrorCode::InvalidPosition, "Last-Event-ID is not ASCII")
+                })?
+                .to_owned(),
+        ),
+        None => q.since.clone(),
+    }
+    .filter(|s| !s.is_empty());
+    let named = !matches!(q.named.as_deref(), Some("0" | "false"));
+    let permit = shared.limit.try_acquire()?;
+    let session = Session::open(&shared.hub, Transport::Sse, permit);
+    let welcome = session.welcome(&shared.config, None);
+    shared
+        .hub
+        .subscribe(&session.conn, patterns, since, move |recovered| {
+            let mut w = welcome;
+            w.recovered = Some(recovered);
+            control(sse_event::WELCOME, &w, true)
+        })?;
+    let period = shared.config.heartbeat;
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let stream = SseStream {
+        session,
+        shared: shared.clone(),
+        named,
+        heartbeat,
+        buf: Vec::new(),
+        done: false,
+    };
+    let mut response = Response::new(Body::from_stream(stream));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+struct SseStream {
+    session: Session,
+    shared: Arc<Shared>,
+    named: bool,
+    heartbeat: Interval,
+    buf: Vec<Out>,
+    done: bool,
+}
+
+impl SseStream {
+    fn encode(&self, item: &Out) -> Bytes {
+        match item {
+            Out::Event(e) => e.sse_frame(self.named),
+            Out::Control(b) => b.clone(),
+        }
+    }
+}
+
+impl Stream for SseStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        this.buf.clear();
+        let mut buf = std::mem::take(&mut this.buf);
+        let polled = this.session.conn.poll_take(cx, &mut buf);
+        let out = match polled {
+            Poll::Ready(Taken::Items) => {
+                record_batch(&this.shared.metrics, Transport::Sse, &buf);
+                let chunk = if buf.len() == 1 {
+                    this.encode(&buf[0])
+                } else {
+                    // Coalesce: one chunk, one write, for everything queued.
+                    let mut all = BytesMut::new();
+                    for item in &buf {
+                        all.extend_from_slice(&this.encode(item));
+                    }
+                    all.freeze()
+                };
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Taken::Closed(reason)) => {
+                this.done = true;
+                this.shared.metrics.disconnect(reason.code.as_str());
+                Poll::Ready(Some(Ok(close_event(reason))))
+            }
+            Poll::Ready(Taken::Aborted) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => match this.heartbeat.poll_tick(cx) {
+                Poll::Ready(_) => Poll::Ready(Some(Ok(Bytes::from_static(b": heartbeat\n\n")))),
+                Poll::Pending => Poll::Pending,
+            },
+        };
+        this.buf = buf;
+        out
+    }
+}
+
+fn close_event(reason: ProtocolError) -> Bytes {
+    control(
+        sse_event::CLOSE,
+        &Close {
+            code: reason.code,
+            message: reason.message,
+        },
+        false,
+    )
+}

@@ -1,0 +1,274 @@
+//! `GET /v1/ws`: the WebSocket protocol (JSON text frames named by `op`).
+//!
+//! A reader handles client frames; a writer drains the connection's queue
+//! and sends heartbeats. Either ending ends the other.
+
+use super::Session;
+use crate::app::Shared;
+use crate::conn::{Conn, Out, Taken, Transport};
+use crate::error::ApiError;
+use crate::hub::record_batch;
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use bytes::Bytes;
+use eventwire_protocol::frame::{ClientMsg, FrameError, ServerFrame, parse_client_frame};
+use eventwire_protocol::{ErrorCode, ProtocolError};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// Per-connection read buffer. tungstenite zero-fills its whole read buffer
+/// before each read, and its 128 KiB default dominates an idle connection's memory.
+const READ_BUFFER: usize = 4 * 1024;
+/// Frames are gathered up to this size before a write; the writer flushes
+/// after each batch anyway.
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// The WebSocket close code for a reason the gateway ends a connection with.
+pub fn close_code(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::ShuttingDown => 1001,
+        ErrorCode::EngineUnavailable => 1013,
+        ErrorCode::SlowConsumer => 4000,
+        ErrorCode::HeartbeatTimeout => 4001,
+        _ => 1011,
+    }
+}
+
+fn encode(frame: &ServerFrame<()>) -> Bytes {
+    Bytes::from(serde_json::to_vec(frame).expect("server frames serialize"))
+}
+
+fn error_frame(reference: Option<String>, error: ProtocolError) -> Bytes {
+    encode(&ServerFrame::Error {
+        reference,
+        code: error.code,
+        message: error.message,
+    })
+}
+
+pub async fn handler(
+    State(shared): State<Arc<Shared>>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    if shared.shutdown.is_cancelled() {
+        return Err(ApiError::new(
+            ErrorCode::ShuttingDown,
+            "the gateway is shutting down; reconnect elsewhere",
+        ));
+    }
+    let permit = shared.limit.try_acquire()?;
+    let cfg = &shared.config;
+    let max_message = cfg.ws_max_message_bytes;
+    let shared2 = shared.clone();
+    Ok(ws
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(cfg.outbox_bytes.max(max_message) + WRITE_BUFFER * 4)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| async move {
+            let session = Session::open(&shared2.hub, Transport::WebSocket, permit);
+            run(shared2, session, socket).await
+        }))
+}
+
+async fn run(shared: Arc<Shared>, session: Session, socket: WebSocket) {
+    let conn = session.conn.clone();
+    let started = Instant::now();
+    let last_heard = Arc::new(AtomicU64::new(0));
+    conn.push_control(encode(&ServerFrame::Welcome(
+        session.welcome(&shared.config, None),
+    )));
+    let (sink, mut stream) = socket.split();
+    let mut writer = tokio::spawn(write_loop(
+        shared.clone(),
+        conn.clone(),
+        sink,
+        started,
+        last_heard.clone(),
+    ));
+    let mut reader = Reader {
+        shared: &shared,
+        session: &session,
+        subscribed: false,
+    };
+    let mut writer_done = false;
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+                match msg {
+                    Message::Text(text) => reader.handle(&text).await,
+                    Message::Binary(_) => conn.push_control(error_frame(
+                        None,
+                        ProtocolError::new(ErrorCode::UnsupportedFrame, "binary frames are not supported; send JSON text"),
+                    )),
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+            _ = &mut writer => {
+                writer_done = true;
+                break;
+            }
+        }
+    }
+    conn.abort();
+    if !writer_done {
+        let _ = writer.await;
+    }
+    drop(session);
+}
+
+struct Reader<'a> {
+    shared: &'a Arc<Shared>,
+    session: &'a Session,
+    /// Resume (`since`) is only meaningful on a connection's first subscribe:
+    /// a connection has one position, and later replays would break its order.
+    subscribed: bool,
+}
+
+impl Reader<'_> {
+    async fn handle(&mut self, text: &str) {
+        let conn = &self.session.conn;
+        let cfg = &self.shared.config;
+        let reply = match parse_client_frame(text, cfg.max_subscriptions) {
+            Err(FrameError { reference, error }) => error_frame(reference, error),
+            Ok(ClientMsg::Subscribe {
+                reference,
+                topics,
+                since,
+            }) => {
+                if since.is_some() && self.subscribed {
+                    error_frame(
+                        reference,
+                        ProtocolError::new(
+                            ErrorCode::BadRequest,
+                            "`since` is only accepted on the first subscribe of a connection",
+                        ),
+                    )
+                } else {
+                    let names: Vec<String> = topics.iter().map(|p| p.to_string()).collect();
+                    let r = reference.clone();
+                    match self
+                        .session
+                        .hub
+                        .subscribe(conn, topics, since, move |recovered| {
+                            encode(&ServerFrame::Subscribed {
+                                reference: r,
+                                topics: names,
+                                recovered,
+                            })
+                        }) {
+                        Ok(()) => {
+                            self.subscribed = true;
+                            return;
+                        }
+                        Err(e) => error_frame(reference, e),
+                    }
+                }
+            }
+            Ok(ClientMsg::Unsubscribe { reference, topics }) => {
+                self.session.hub.unsubscribe(conn, &topics);
+                encode(&ServerFrame::Unsubscribed {
+                    reference,
+                    topics: topics.iter().map(|p| p.to_string()).collect(),
+                })
+            }
+            Ok(ClientMsg::Emit { reference, event }) => {
+                match super::publish::accept(self.shared, event.get(), "eventwire/ws").await {
+                    Ok(a) => encode(&ServerFrame::Ack {
+                        reference,
+                        id: a.id,
+                        seq: a.seq,
+                        duplicate: a.duplicate,
+                    }),
+                    Err(e) => error_frame(reference, e),
+                }
+            }
+            Ok(ClientMsg::Ping { reference }) => encode(&ServerFrame::Pong { reference }),
+        };
+        conn.push_control(reply);
+    }
+}
+
+enum Wake {
+    Taken(Taken),
+    Heartbeat,
+}
+
+async fn write_loop(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    mut sink: SplitSink<WebSocket, Message>,
+    started: Instant,
+    last_heard: Arc<AtomicU64>,
+) {
+    let period = shared.config.heartbeat;
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut buf = Vec::new();
+    loop {
+        let wake = std::future::poll_fn(|cx| {
+            if let Poll::Ready(t) = conn.poll_take(cx, &mut buf) {
+                return Poll::Ready(Wake::Taken(t));
+            }
+            heartbeat.poll_tick(cx).map(|_| Wake::Heartbeat)
+        })
+        .await;
+        match wake {
+            Wake::Taken(Taken::Items) => {
+                record_batch(&shared.metrics, Transport::WebSocket, &buf);
+                for item in buf.drain(..) {
+                    let text = match item {
+                        Out::Event(e) => e.ws_frame(),
+                        Out::Control(b) => {
+                            Utf8Bytes::try_from(b).expect("control frames are JSON text")
+                        }
+                    };
+                    if sink.feed(Message::Text(text)).await.is_err() {
+                        return conn.abort();
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return conn.abort();
+                }
+            }
+            Wake::Taken(Taken::Closed(reason)) => {
+                shared.metrics.disconnect(reason.code.as_str());
+                let frame = CloseFrame {
+                    code: close_code(reason.code),
+                    reason: Utf8Bytes::from(reason.code.as_str()),
+                };
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    sink.send(Message::Close(Some(frame))),
+                )
+                .await;
+                return;
+            }
+            Wake::Taken(Taken::Aborted) => return,
+            Wake::Heartbeat => {
+                let heard = Duration::from_millis(last_heard.load(Ordering::Relaxed));
+                if started.elapsed().saturating_sub(heard) > period * 2 {
+                    conn.close(
+                        ProtocolError::new(
+                            ErrorCode::HeartbeatTimeout,
+                            format!("no frame or pong for {} ms", (period * 2).as_millis()),
+                        ),
+                        true,
+                    );
+                } else if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return conn.abort();
+                }
+            }
+        }
+    }
+}
