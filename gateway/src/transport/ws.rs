@@ -36,6 +36,8 @@ pub fn close_code(code: ErrorCode) -> u16 {
         ErrorCode::EngineUnavailable => 1013,
         ErrorCode::SlowConsumer => 4000,
         ErrorCode::HeartbeatTimeout => 4001,
+        ErrorCode::EventTooLarge => 1009,
+        ErrorCode::InvalidJson => 1007,
         _ => 1011,
     }
 }
@@ -102,7 +104,20 @@ async fn run(shared: Arc<Shared>, session: Session, socket: WebSocket) {
     loop {
         tokio::select! {
             msg = stream.next() => {
-                let Some(Ok(msg)) = msg else { break };
+                let msg = match msg {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => {
+                        if let Some(reason) = read_error_reason(e, shared.config.ws_max_message_bytes) {
+                            conn.close(reason, true);
+                            if !writer_done {
+                                let _ = (&mut writer).await;
+                                writer_done = true;
+                            }
+                        }
+                        break;
+                    }
+                    None => break,
+                };
                 last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                 match msg {
                     Message::Text(text) => reader.handle(&text).await,
@@ -125,6 +140,28 @@ async fn run(shared: Arc<Shared>, session: Session, socket: WebSocket) {
         let _ = writer.await;
     }
     drop(session);
+}
+
+/// Why a read failed, when the peer deserves to be told: a message over the
+/// size limit (close 1009) or a text frame that is not UTF-8 (close 1007).
+/// Other errors mean the socket is gone.
+fn read_error_reason(e: axum::Error, max: usize) -> Option<ProtocolError> {
+    use tungstenite::error::{CapacityError, Error};
+    match e.into_inner().downcast::<Error>().ok().map(|b| *b)? {
+        Error::Capacity(CapacityError::MessageTooLong { size, .. }) => Some(ProtocolError::new(
+            ErrorCode::EventTooLarge,
+            format!("message of {size} bytes is over the {max}-byte WebSocket limit"),
+        )),
+        Error::Capacity(_) => Some(ProtocolError::new(
+            ErrorCode::EventTooLarge,
+            "frame over the size limit",
+        )),
+        Error::Utf8(_) => Some(ProtocolError::new(
+            ErrorCode::InvalidJson,
+            "text frame is not valid UTF-8",
+        )),
+        _ => None,
+    }
 }
 
 struct Reader<'a> {
