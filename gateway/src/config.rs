@@ -58,7 +58,7 @@ pub struct Config {
     pub max_connections: usize,
 
     /// Bytes queued for one connection before it is closed as a slow consumer.
-    #[arg(long, env = "EVENTWIRE_OUTBOX_BYTES", default_value_t = 512 * 1024)]
+    #[arg(long, env = "EVENTWIRE_OUTBOX_BYTES", default_value_t = 1024 * 1024)]
     pub outbox_bytes: usize,
 
     /// Largest WebSocket message accepted; bigger ones close the socket (1009).

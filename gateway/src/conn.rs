@@ -88,6 +88,10 @@ struct State {
     replay: Option<VecDeque<Arc<Event>>>,
     closed: Option<ProtocolError>,
     aborted: bool,
+    /// Live events at or below this offset were already delivered by a
+    /// replay. The hub can hand over an event after a history read already
+    /// returned it, so without this it would arrive twice.
+    replayed_through: u64,
 }
 
 impl Conn {
@@ -105,14 +109,15 @@ impl Conn {
         }
     }
 
-    /// Queues a live event from the hub. Never blocks.
-    pub fn push_live(&self, ev: &Arc<Event>) {
+    /// Queues a live event from the hub. Never blocks. Returns false when
+    /// this push overflowed the queue and closed the connection.
+    pub fn push_live(&self, ev: &Arc<Event>) -> bool {
         if self.last_live.swap(ev.offset, Ordering::Relaxed) == ev.offset {
-            return;
+            return true;
         }
         let mut st = self.state.lock();
-        if st.closed.is_some() {
-            return;
+        if st.closed.is_some() || ev.offset <= st.replayed_through {
+            return true;
         }
         st.bytes += ev.cost();
         match &mut st.replay {
@@ -122,7 +127,7 @@ impl Conn {
             }
             None => st.queue.push_back(Out::Event(ev.clone())),
         }
-        self.enforce_limit(st);
+        self.enforce_limit(st)
     }
 
     /// Queues a control frame (welcome, ack, error...).
@@ -137,8 +142,11 @@ impl Conn {
         self.enforce_limit(st);
     }
 
-    fn enforce_limit(&self, mut st: parking_lot::MutexGuard<'_, State>) {
-        if st.bytes > self.limit {
+    /// Closes the connection as a slow consumer when over its limit;
+    /// returns whether it is still open.
+    fn enforce_limit(&self, mut st: parking_lot::MutexGuard<'_, State>) -> bool {
+        let over = st.bytes > self.limit;
+        if over {
             st.queue.clear();
             st.replay = None;
             st.bytes = 0;
@@ -153,6 +161,7 @@ impl Conn {
         }
         drop(st);
         self.writer.wake();
+        !over
     }
 
     /// Ends the connection. With `discard`, queued items are dropped (the
@@ -252,6 +261,7 @@ impl Conn {
     /// events beyond it follow in order; the ones the replay covered are dropped.
     pub fn finish_replay(&self, after: u64) {
         let mut st = self.state.lock();
+        st.replayed_through = st.replayed_through.max(after);
         if let Some(buffer) = st.replay.take() {
             st.replay_bytes = 0;
             for ev in buffer {
@@ -303,6 +313,8 @@ mod tests {
             assert!(conn.push_replayed(ev(o)).await);
         }
         conn.finish_replay(4);
+        // The hub may hand over an event the history read already returned.
+        conn.push_live(&ev(4));
         conn.push_live(&ev(6));
         let mut buf = Vec::new();
         assert!(matches!(conn.take(&mut buf).await, Taken::Items));

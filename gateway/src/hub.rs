@@ -53,10 +53,23 @@ impl Hub {
         });
         let weak = Arc::downgrade(&hub);
         tokio::spawn(async move {
+            let mut overflowed = Vec::new();
             while let Some(ev) = stream.recv().await {
                 let Some(hub) = weak.upgrade() else { break };
-                let subs = hub.subs.read();
-                subs.for_each_match(ev.topic.as_str(), |_, conn| conn.push_live(&ev));
+                {
+                    let subs = hub.subs.read();
+                    subs.for_each_match(ev.topic.as_str(), |_, conn| {
+                        if !conn.push_live(&ev) {
+                            overflowed.push(conn.clone());
+                        }
+                    });
+                }
+                // Unregister at once: a stalled socket may not notice its
+                // close for a while, and routing to it meanwhile is waste.
+                for conn in overflowed.drain(..) {
+                    hub.metrics.disconnect(ErrorCode::SlowConsumer.as_str());
+                    hub.disconnect(&conn);
+                }
             }
         });
         Ok(hub)
@@ -102,11 +115,22 @@ impl Hub {
         self.conns.lock().len()
     }
 
+    /// Ends a connection for `reason`: it is told why, counted, and
+    /// unregistered at once. With `discard`, queued items are dropped.
+    pub fn end(&self, conn: &Conn, reason: ProtocolError, discard: bool) {
+        if conn.is_closed() {
+            return;
+        }
+        self.metrics.disconnect(reason.code.as_str());
+        conn.close(reason, discard);
+        self.disconnect(conn);
+    }
+
     /// Ends every connection, e.g. on shutdown. Queued events are written first.
     pub fn close_all(&self, reason: ProtocolError) {
         let conns: Vec<_> = self.conns.lock().values().cloned().collect();
         for c in conns {
-            c.close(reason.clone(), false);
+            self.end(&c, reason.clone(), false);
         }
     }
 
@@ -197,7 +221,7 @@ impl Hub {
             };
             let page = match self.engine.history(query).await {
                 Ok(page) => page,
-                Err(e) => return conn.close(e.into(), true),
+                Err(e) => return self.end(&conn, e.into(), true),
             };
             if let Some(ack) = ack.take() {
                 let counter = if page.recovered {
@@ -211,7 +235,8 @@ impl Hub {
             } else if !page.recovered {
                 // History moved past us mid-replay: end the connection so the
                 // client resumes and is told about the gap.
-                return conn.close(
+                return self.end(
+                    &conn,
                     ProtocolError::new(
                         ErrorCode::SlowConsumer,
                         "history was truncated during replay",

@@ -144,7 +144,6 @@ impl Stream for SseStream {
             }
             Poll::Ready(Taken::Closed(reason)) => {
                 this.done = true;
-                this.shared.metrics.disconnect(reason.code.as_str());
                 Poll::Ready(Some(Ok(close_event(reason))))
             }
             Poll::Ready(Taken::Aborted) => {

@@ -108,7 +108,7 @@ async fn run(shared: Arc<Shared>, session: Session, socket: WebSocket) {
                     Some(Ok(msg)) => msg,
                     Some(Err(e)) => {
                         if let Some(reason) = read_error_reason(e, shared.config.ws_max_message_bytes) {
-                            conn.close(reason, true);
+                            shared.hub.end(&conn, reason, true);
                             if !writer_done {
                                 let _ = (&mut writer).await;
                                 writer_done = true;
@@ -279,7 +279,6 @@ async fn write_loop(
                 }
             }
             Wake::Taken(Taken::Closed(reason)) => {
-                shared.metrics.disconnect(reason.code.as_str());
                 let frame = CloseFrame {
                     code: close_code(reason.code),
                     reason: Utf8Bytes::from(reason.code.as_str()),
@@ -295,7 +294,8 @@ async fn write_loop(
             Wake::Heartbeat => {
                 let heard = Duration::from_millis(last_heard.load(Ordering::Relaxed));
                 if started.elapsed().saturating_sub(heard) > period * 2 {
-                    conn.close(
+                    shared.hub.end(
+                        &conn,
                         ProtocolError::new(
                             ErrorCode::HeartbeatTimeout,
                             format!("no frame or pong for {} ms", (period * 2).as_millis()),

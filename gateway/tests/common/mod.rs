@@ -120,7 +120,7 @@ impl SseEvent {
     }
 }
 
-type ByteStream = Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+type ByteStream = Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, String>> + Send>>;
 
 pub struct SseClient {
     stream: ByteStream,
@@ -136,11 +136,35 @@ impl SseClient {
         assert_eq!(r.headers()["content-type"], "text/event-stream");
         assert_eq!(r.headers()["cache-control"], "no-cache");
         assert_eq!(r.headers()["x-accel-buffering"], "no");
+        SseClient::from_stream(Box::pin(
+            r.bytes_stream().map(|c| c.map_err(|e| e.to_string())),
+        ))
+    }
+
+    fn from_stream(stream: ByteStream) -> SseClient {
         SseClient {
-            stream: Box::pin(r.bytes_stream()),
+            stream,
             buf: String::new(),
             heartbeats: 0,
         }
+    }
+
+    /// Starts an SSE request over a socket with a tiny receive buffer and
+    /// then reads nothing: the peer is alive but not reading, like a frozen tab.
+    pub async fn connect_stalling(gw: &TestGateway, query: &str) -> StalledSse {
+        use tokio::io::AsyncWriteExt;
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let stream = tokio::net::TcpSocket::from_std_stream(sock.into());
+        let mut stream = stream.connect(gw.addr).await.unwrap();
+        let req = format!(
+            "GET /v1/sse?{query} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+            gw.addr
+        );
+        stream.write_all(req.as_bytes()).await.unwrap();
+        StalledSse { stream }
     }
 
     pub async fn request(
@@ -321,4 +345,49 @@ pub fn ns(events: &[Value]) -> Vec<u64> {
 
 pub fn sse_ns(events: &[SseEvent]) -> Vec<u64> {
     ns(&events.iter().map(SseEvent::json).collect::<Vec<_>>())
+}
+
+/// An SSE client that has not read a byte since it sent its request.
+pub struct StalledSse {
+    stream: TcpStream,
+}
+
+impl StalledSse {
+    /// Finally reads everything the gateway sent, up to the end of the
+    /// connection, and parses it (HTTP/1.1 chunked) as an SSE stream.
+    pub async fn read_to_end(mut self) -> SseClient {
+        use tokio::io::AsyncReadExt;
+        let mut raw = Vec::new();
+        tokio::time::timeout(WAIT, self.stream.read_to_end(&mut raw))
+            .await
+            .expect("the gateway did not close the connection")
+            .unwrap();
+        let head_end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("response head")
+            + 4;
+        let head = String::from_utf8_lossy(&raw[..head_end]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        let mut body = Vec::new();
+        let mut rest = &raw[head_end..];
+        loop {
+            let line_end = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("chunk size line");
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
+                    .unwrap();
+            rest = &rest[line_end + 2..];
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+        let chunk: Result<bytes::Bytes, String> = Ok(body.into());
+        SseClient::from_stream(Box::pin(futures_util::stream::iter([chunk])))
+    }
 }
