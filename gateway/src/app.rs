@@ -154,9 +154,11 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    let mut app = Router::new()
-        .route("/v1/sse", get(sse::handler))
-        .route("/v1/ws", get(ws::handler))
+    let mut app = Router::new().route("/v1/sse", get(sse::handler));
+    if shared.config.websocket {
+        app = app.route("/v1/ws", get(ws::handler));
+    }
+    app = app
         .route("/v1/events", get(publish::history).post(publish::post))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

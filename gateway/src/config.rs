@@ -77,6 +77,12 @@ pub struct Config {
     #[arg(long, env = "EVENTWIRE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Serve WebSocket upgrades on `/v1/ws`. With `--websocket=false` the
+    /// endpoint answers 404, as behind a proxy that blocks upgrades; clients
+    /// fall back to SSE.
+    #[arg(long, env = "EVENTWIRE_WEBSOCKET", default_value_t = true, action = clap::ArgAction::Set)]
+    pub websocket: bool,
+
     /// Directory served at `/` (the demo page).
     #[arg(long, env = "EVENTWIRE_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,

@@ -212,3 +212,37 @@ async fn health_readiness_and_metrics() {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }
 }
+
+#[tokio::test]
+async fn heartbeats_as_comments_or_as_events() {
+    let mut cfg = config();
+    cfg.heartbeat = Duration::from_millis(100);
+    let gw = start(cfg).await;
+    let mut sse = SseClient::connect(&gw, "topic=a", None).await;
+    sse.welcome().await;
+    sse.expect_silence(Duration::from_millis(350)).await;
+    assert!(sse.heartbeats >= 2, "comments seen: {}", sse.heartbeats);
+    let mut sse = SseClient::connect(&gw, "topic=a&heartbeat=event", None).await;
+    sse.welcome().await;
+    let hb = sse.expect().await;
+    assert_eq!(hb.event.as_deref(), Some("$heartbeat"));
+    assert!(hb.id.is_none(), "a heartbeat must not move Last-Event-ID");
+    let r = SseClient::request(&gw, "topic=a&heartbeat=loud", None).await;
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn websocket_can_be_turned_off() {
+    let mut cfg = config();
+    cfg.websocket = false;
+    let gw = start(cfg).await;
+    match tokio_tungstenite::connect_async(gw.ws_url())
+        .await
+        .unwrap_err()
+    {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 404),
+        other => panic!("{other:?}"),
+    }
+    let mut sse = SseClient::connect(&gw, "topic=a", None).await;
+    sse.welcome().await;
+}

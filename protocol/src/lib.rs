@@ -28,4 +28,6 @@ pub mod sse_event {
     pub const WELCOME: &str = "$welcome";
     /// Last event of a stream the gateway ends on purpose, with the reason.
     pub const CLOSE: &str = "$close";
+    /// Heartbeat as an event, for `?heartbeat=event` (scripts cannot see comments).
+    pub const HEARTBEAT: &str = "$heartbeat";
 }

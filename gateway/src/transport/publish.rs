@@ -125,6 +125,7 @@ pub struct StreamQuery {
     pub since: Option<String>,
     pub limit: Option<String>,
     pub named: Option<String>,
+    pub heartbeat: Option<String>,
 }
 
 impl StreamQuery {
@@ -137,6 +138,7 @@ impl StreamQuery {
                 "since" | "lastEventId" => q.since = Some(v.into_owned()),
                 "limit" => q.limit = Some(v.into_owned()),
                 "named" => q.named = Some(v.into_owned()),
+                "heartbeat" => q.heartbeat = Some(v.into_owned()),
                 _ => {}
             }
         }

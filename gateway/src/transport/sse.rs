@@ -66,6 +66,18 @@ pub async fn handler(
     }
     .filter(|s| !s.is_empty());
     let named = !matches!(q.named.as_deref(), Some("0" | "false"));
+    // `EventSource` hides comments from scripts; a client that wants to
+    // detect a dead stream asks for heartbeats as `$heartbeat` events.
+    let heartbeat_frame = match q.heartbeat.as_deref() {
+        Some("event") => Bytes::from_static(b"event: $heartbeat\ndata: {}\n\n"),
+        None | Some("comment") => Bytes::from_static(b": heartbeat\n\n"),
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "`heartbeat` must be `comment` or `event`",
+            ));
+        }
+    };
     let permit = shared.limit.try_acquire()?;
     let session = Session::open(&shared.hub, Transport::Sse, permit);
     let welcome = session.welcome(&shared.config, None);
@@ -84,6 +96,7 @@ pub async fn handler(
         shared: shared.clone(),
         named,
         heartbeat,
+        heartbeat_frame,
         buf: Vec::new(),
         done: false,
     };
@@ -103,6 +116,7 @@ struct SseStream {
     shared: Arc<Shared>,
     named: bool,
     heartbeat: Interval,
+    heartbeat_frame: Bytes,
     buf: Vec<Out>,
     done: bool,
 }
@@ -151,7 +165,7 @@ impl Stream for SseStream {
                 Poll::Ready(None)
             }
             Poll::Pending => match this.heartbeat.poll_tick(cx) {
-                Poll::Ready(_) => Poll::Ready(Some(Ok(Bytes::from_static(b": heartbeat\n\n")))),
+                Poll::Ready(_) => Poll::Ready(Some(Ok(this.heartbeat_frame.clone()))),
                 Poll::Pending => Poll::Pending,
             },
         };
