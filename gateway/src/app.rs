@@ -123,9 +123,10 @@ impl Gateway {
                 return Ok(());
             }
         }
-        // Upgraded WebSockets are not tracked by the HTTP server: wait for them.
+        // Upgraded WebSockets are not tracked by the HTTP server: wait until
+        // every streaming connection has let go of its socket (its permit).
         let until = tokio::time::Instant::now() + shared.config.shutdown_timeout;
-        while shared.hub.connection_count() > 0 && tokio::time::Instant::now() < until {
+        while shared.limit.in_use() > 0 && tokio::time::Instant::now() < until {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         Ok(())

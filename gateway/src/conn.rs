@@ -143,9 +143,11 @@ impl Conn {
     }
 
     /// Closes the connection as a slow consumer when over its limit;
-    /// returns whether it is still open.
+    /// returns whether it is still open. The queue and the live events held
+    /// back during a replay each get the full limit, so a burst during a
+    /// resume does not cut off a client that reads fast.
     fn enforce_limit(&self, mut st: parking_lot::MutexGuard<'_, State>) -> bool {
-        let over = st.bytes > self.limit;
+        let over = st.bytes - st.replay_bytes > self.limit || st.replay_bytes > self.limit;
         if over {
             st.queue.clear();
             st.replay = None;
@@ -245,7 +247,7 @@ impl Conn {
                 if st.closed.is_some() {
                     return false;
                 }
-                if st.bytes <= self.limit / 2 {
+                if st.bytes - st.replay_bytes <= self.limit / 2 {
                     st.bytes += ev.cost();
                     st.queue.push_back(Out::Event(ev));
                     drop(st);
@@ -333,6 +335,26 @@ mod tests {
             other => panic!("expected a close, got {other:?} {:?}", offsets(&buf)),
         }
         assert!(buf.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_live_burst_during_replay_neither_stalls_nor_cuts_off_the_replay() {
+        let conn = Conn::new(1, "c".into(), Transport::Sse, 1000);
+        conn.begin_replay();
+        // Live events held back: more than half the limit, less than all of it.
+        for o in 100..108 {
+            conn.push_live(&ev(o));
+        }
+        assert!(!conn.is_closed());
+        // The queue is empty, so the replay must not wait for a drain.
+        let pushed =
+            tokio::time::timeout(std::time::Duration::from_secs(1), conn.push_replayed(ev(1)))
+                .await;
+        assert_eq!(pushed.ok(), Some(true));
+        conn.finish_replay(1);
+        let mut buf = Vec::new();
+        assert!(matches!(conn.take(&mut buf).await, Taken::Items));
+        assert_eq!(offsets(&buf), [1, 100, 101, 102, 103, 104, 105, 106, 107]);
     }
 
     #[tokio::test]

@@ -136,7 +136,14 @@ impl Hub {
 
     /// Adds patterns to a connection, all or none, within its limit.
     /// Returns how many were new.
-    fn add_patterns(&self, conn: &Arc<Conn>, patterns: &[Pattern]) -> Result<usize, ProtocolError> {
+    /// `then` runs while the trie is write-locked, so whatever it queues
+    /// precedes every event routed through the new patterns.
+    fn add_patterns(
+        &self,
+        conn: &Arc<Conn>,
+        patterns: &[Pattern],
+        then: impl FnOnce(),
+    ) -> Result<usize, ProtocolError> {
         let mut mine = conn.patterns.lock();
         let mut fresh: Vec<&Pattern> = Vec::new();
         for p in patterns {
@@ -160,6 +167,7 @@ impl Hub {
             subs.insert(p, conn.key, conn.clone());
             mine.push((*p).clone());
         }
+        then();
         Ok(fresh.len())
     }
 
@@ -187,13 +195,12 @@ impl Hub {
         ack: impl FnOnce(bool) -> Bytes + Send + 'static,
     ) -> Result<(), ProtocolError> {
         let Some(since) = since else {
-            self.add_patterns(conn, &patterns)?;
-            conn.push_control(ack(true));
+            self.add_patterns(conn, &patterns, || conn.push_control(ack(true)))?;
             return Ok(());
         };
         self.engine.check_position(&since)?;
         conn.begin_replay();
-        if let Err(e) = self.add_patterns(conn, &patterns) {
+        if let Err(e) = self.add_patterns(conn, &patterns, || {}) {
             conn.finish_replay(0);
             return Err(e);
         }

@@ -40,6 +40,30 @@ fn depth_within(raw: &str, max: usize) -> bool {
     true
 }
 
+/// `data` minus whitespace outside strings. `data` is otherwise kept
+/// verbatim, but a line break in it would end an SSE `data:` line early.
+/// (JSON strings cannot hold raw line breaks, so any there are formatting.)
+fn one_line(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let (mut in_str, mut escaped) = (false, false);
+    for c in raw.chars() {
+        if in_str {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_str = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_str = true;
+        } else if c.is_ascii_whitespace() {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Parses one envelope given as raw JSON text.
 pub fn prepare(
     raw: &str,
@@ -69,6 +93,12 @@ pub fn prepare(
         ProtocolError::new(code, format!("event: {e}"))
     })?;
     let topic = envelope.validate()?;
+    if let Some(data) = &envelope.data
+        && data.get().contains(['\n', '\r'])
+    {
+        envelope.data =
+            Some(RawValue::from_string(one_line(data.get())).expect("minifying keeps JSON valid"));
+    }
     envelope.specversion = Some(SPEC_VERSION.to_owned());
     envelope.seq = None;
     if envelope.id.is_none() {
@@ -101,6 +131,26 @@ mod tests {
             e.time.as_deref().unwrap()
         ));
         assert_eq!(e.data.as_ref().unwrap().get(), r#"{"x": [1, 2.50]}"#);
+    }
+
+    #[test]
+    fn line_breaks_in_data_are_removed_and_strings_kept() {
+        let ev = prepare(
+            "{\"type\":\"a\",\"data\":{\r\n  \"s\": \"x y\\n\",\n  \"n\": [1,\n 2]\n}}",
+            1024,
+            "s",
+        )
+        .unwrap();
+        assert_eq!(
+            ev.envelope.data.unwrap().get(),
+            r#"{"s":"x y\n","n":[1,2]}"#
+        );
+        let ev = prepare(r#"{"type":"a","data":{"keep": "a  b"}}"#, 1024, "s").unwrap();
+        assert_eq!(
+            ev.envelope.data.unwrap().get(),
+            r#"{"keep": "a  b"}"#,
+            "no line break: verbatim"
+        );
     }
 
     #[test]

@@ -41,6 +41,7 @@ impl GatewayListener {
                 .with_interval(Duration::from_secs(5))
                 .with_retries(3),
         )?;
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
         sock.set_tcp_user_timeout(Some(self.write_timeout))?;
         Ok(())
     }

@@ -117,6 +117,12 @@ async fn stream_request_errors() {
     let r = gw.http.delete(gw.url("/v1/events")).send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(code(&r.json().await.unwrap()), "method_not_allowed");
+    let (status, body) = gw.get("/v1/ws").await;
+    assert_eq!(
+        (status, code(&serde_json::from_str(&body).unwrap())),
+        (400, "bad_request"),
+        "plain GET on the WebSocket route"
+    );
     let mut ok = SseClient::connect(&gw, "topic=a&topic=b", None).await;
     ok.welcome().await;
 }

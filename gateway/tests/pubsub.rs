@@ -246,3 +246,36 @@ async fn websocket_can_be_turned_off() {
     let mut sse = SseClient::connect(&gw, "topic=a", None).await;
     sse.welcome().await;
 }
+
+#[tokio::test]
+async fn pretty_printed_data_arrives_on_one_sse_line() {
+    let gw = start(config()).await;
+    let mut sse = SseClient::connect(&gw, "topic=p", None).await;
+    sse.welcome().await;
+    let body = "{\"type\":\"p\",\"data\":{\r\n  \"text\": \"two\\nlines\",\n  \"list\": [\n    1,\n    2\n  ]\n}}";
+    let (status, receipt) = gw.post(body).await;
+    assert_eq!(status, 200, "{receipt}");
+    let env = sse.expect().await.json();
+    assert_eq!(env["data"], json!({"text": "two\nlines", "list": [1, 2]}));
+    let nulled = gw.publish(json!({"type": "p", "data": null})).await;
+    let env = sse.expect().await.json();
+    assert_eq!(env["id"], nulled["id"]);
+    assert!(
+        env.as_object().unwrap().contains_key("data"),
+        "explicit null data is kept: {env}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = start(config()).await;
+    let (mut ws, _) = WsClient::connect(&gw).await;
+    ws.ws.send(Message::Close(None)).await.unwrap();
+    let reply = tokio::time::timeout(WAIT, ws.ws.next())
+        .await
+        .expect("no reply to close");
+    assert!(matches!(reply, Some(Ok(Message::Close(_)))), "{reply:?}");
+    gw.wait_connections(0, WAIT).await;
+}

@@ -171,3 +171,34 @@ async fn the_same_id_twice_is_delivered_once_with_one_seq() {
     assert_eq!(sse_ns(&sse.take(1).await), [1]);
     sse.expect_silence(Duration::from_millis(200)).await;
 }
+
+#[tokio::test]
+async fn a_position_from_the_future_is_not_recovered_and_hides_nothing() {
+    let gw = start(config()).await;
+    let r = gw.publish(event("f", 1)).await;
+    let epoch = r["seq"]
+        .as_str()
+        .unwrap()
+        .rsplit_once('-')
+        .unwrap()
+        .0
+        .to_owned();
+    let mut sse = SseClient::connect(&gw, "topic=f", Some(&format!("{epoch}-999999"))).await;
+    assert_eq!(sse.welcome().await.recovered, Some(false));
+    gw.publish(event("f", 2)).await;
+    assert_eq!(sse_ns(&sse.take(1).await), [2], "live events still flow");
+}
+
+#[tokio::test]
+async fn an_empty_position_means_none_everywhere() {
+    let gw = start(config()).await;
+    let r = gw.publish(event("z", 1)).await;
+    let seq = r["seq"].as_str().unwrap();
+    // An empty header does not hide the query's position.
+    let mut sse = SseClient::connect(&gw, &format!("topic=z&lastEventId={seq}"), Some("")).await;
+    assert_eq!(sse.welcome().await.recovered, Some(true));
+    let (status, _) = gw.get("/v1/events?topic=z&since=").await;
+    assert_eq!(status, 200);
+    let (mut ws, _) = WsClient::connect(&gw).await;
+    assert!(ws.subscribe(&["z"], Some("")).await);
+}

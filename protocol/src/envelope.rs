@@ -42,8 +42,22 @@ pub struct Envelope<D> {
     /// ignored on input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `None` when absent; an explicit `null` is kept as data.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present",
+        bound(deserialize = "D: Deserialize<'de>")
+    )]
     pub data: Option<D>,
+}
+
+/// Deserializes a field that is present as `Some`, even when it is `null`,
+/// so that `"data": null` survives a round trip.
+fn present<'de, T: Deserialize<'de>, De: serde::Deserializer<'de>>(
+    d: De,
+) -> Result<Option<T>, De::Error> {
+    T::deserialize(d).map(Some)
 }
 
 fn check_attr(name: &str, value: Option<&str>, max: usize) -> Result<(), ProtocolError> {
@@ -166,6 +180,17 @@ mod tests {
         let e: Envelope<Value> = serde_json::from_value(json!({"type": "a.b"})).unwrap();
         assert_eq!(e.validate().unwrap().as_str(), "a.b");
         assert_eq!(e.data, None);
+    }
+
+    #[test]
+    fn explicit_null_data_is_kept() {
+        let e: Envelope<Value> =
+            serde_json::from_value(json!({"type": "a", "data": null})).unwrap();
+        assert_eq!(e.data, Some(Value::Null));
+        assert_eq!(serde_json::to_value(&e).unwrap()["data"], Value::Null);
+        let e: Envelope<Box<serde_json::value::RawValue>> =
+            serde_json::from_str(r#"{"type":"a","data":null}"#).unwrap();
+        assert_eq!(e.data.unwrap().get(), "null");
     }
 
     #[test]

@@ -112,15 +112,6 @@ impl ErrorCode {
             _ => 400,
         }
     }
-
-    /// Whether the WebSocket stays open after an `error` frame with this code.
-    /// Codes that end a connection are sent as its close reason instead.
-    pub fn closes_connection(self) -> bool {
-        matches!(
-            self,
-            ErrorCode::SlowConsumer | ErrorCode::HeartbeatTimeout | ErrorCode::ShuttingDown
-        )
-    }
 }
 
 impl fmt::Display for ErrorCode {

@@ -223,7 +223,8 @@ pub struct Welcome {
     pub recovered: Option<bool>,
 }
 
-/// The data of the SSE `$close` event, and the reason text of a WebSocket close.
+/// The data of the SSE `$close` event. (A WebSocket close carries the bare
+/// code string as its reason, since a close reason is limited to 123 bytes.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Close {
     pub code: ErrorCode,

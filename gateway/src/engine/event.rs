@@ -79,8 +79,9 @@ impl Event {
             &self.sse_unnamed
         };
         cell.get_or_init(|| {
-            // The topic grammar and serde_json's compact output guarantee
-            // there is no CR or LF in any of the three fields.
+            // No CR or LF in any of the three fields: the topic grammar and
+            // the position format forbid them, serde_json writes compact
+            // JSON, and ingest strips line breaks from `data`.
             let mut out = Vec::with_capacity(
                 self.json.len() + self.seq.len() + self.topic.as_str().len() + 24,
             );

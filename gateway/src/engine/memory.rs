@@ -152,12 +152,9 @@ impl Engine for MemoryEngine {
         let (start, recovered, after) = match since {
             None => (first, true, None),
             Some(p) if p.epoch != self.epoch => return Ok(History::default()),
-            Some(p) if p.offset >= st.next_offset => {
-                return Ok(History {
-                    after: Some(p.offset),
-                    ..History::default()
-                });
-            }
+            // A position this engine never issued: trust nothing about it,
+            // and do not let it hide live events.
+            Some(p) if p.offset >= st.next_offset => return Ok(History::default()),
             Some(p) => (
                 (p.offset + 1).max(first),
                 p.offset + 1 >= first,

@@ -135,7 +135,7 @@ impl StreamQuery {
         for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
             match &*k {
                 "topic" => q.topics.push(v.into_owned()),
-                "since" | "lastEventId" => q.since = Some(v.into_owned()),
+                "since" | "lastEventId" if !v.is_empty() => q.since = Some(v.into_owned()),
                 "limit" => q.limit = Some(v.into_owned()),
                 "named" => q.named = Some(v.into_owned()),
                 "heartbeat" => q.heartbeat = Some(v.into_owned()),

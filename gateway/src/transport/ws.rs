@@ -9,6 +9,7 @@ use crate::conn::{Conn, Out, Taken, Transport};
 use crate::error::ApiError;
 use crate::hub::record_batch;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use bytes::Bytes;
@@ -56,8 +57,14 @@ fn error_frame(reference: Option<String>, error: ProtocolError) -> Bytes {
 
 pub async fn handler(
     State(shared): State<Arc<Shared>>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("this endpoint needs a WebSocket upgrade: {e}"),
+        )
+    })?;
     if shared.shutdown.is_cancelled() {
         return Err(ApiError::new(
             ErrorCode::ShuttingDown,
@@ -183,6 +190,7 @@ impl Reader<'_> {
                 topics,
                 since,
             }) => {
+                let since = since.filter(|s| !s.is_empty());
                 if since.is_some() && self.subscribed {
                     error_frame(
                         reference,
@@ -290,7 +298,12 @@ async fn write_loop(
                 .await;
                 return;
             }
-            Wake::Taken(Taken::Aborted) => return,
+            Wake::Taken(Taken::Aborted) => {
+                // Completes a close the peer started (tungstenite queued the
+                // reply) and flushes; bounded for peers that are gone.
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+                return;
+            }
             Wake::Heartbeat => {
                 let heard = Duration::from_millis(last_heard.load(Ordering::Relaxed));
                 if started.elapsed().saturating_sub(heard) > period * 2 {
