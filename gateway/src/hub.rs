@@ -28,6 +28,24 @@ pub struct Hub {
     node: String,
     max_subscriptions: usize,
     outbox_bytes: usize,
+    /// The newest event routed, or where the engine stream started. Read
+    /// under the trie's write lock, it is exactly the position after which
+    /// a newly registered connection gets every matching event.
+    routed: Mutex<Routed>,
+}
+
+enum Routed {
+    Start(String),
+    Event(Arc<crate::engine::Event>),
+}
+
+impl Routed {
+    fn seq(&self) -> String {
+        match self {
+            Routed::Start(s) => s.clone(),
+            Routed::Event(e) => e.seq.clone(),
+        }
+    }
 }
 
 impl Hub {
@@ -38,9 +56,10 @@ impl Hub {
         max_subscriptions: usize,
         outbox_bytes: usize,
     ) -> Result<Arc<Hub>, EngineError> {
-        let mut stream = engine
+        let sub = engine
             .subscribe(Pattern::parse(">").expect("valid"))
             .await?;
+        let mut stream = sub.events;
         let hub = Arc::new(Hub {
             engine,
             metrics,
@@ -50,6 +69,7 @@ impl Hub {
             node: format!("{:06x}", uuid::Uuid::new_v4().as_u128() as u32 & 0xff_ffff),
             max_subscriptions,
             outbox_bytes,
+            routed: Mutex::new(Routed::Start(sub.from)),
         });
         let weak = Arc::downgrade(&hub);
         tokio::spawn(async move {
@@ -63,6 +83,7 @@ impl Hub {
                             overflowed.push(conn.clone());
                         }
                     });
+                    *hub.routed.lock() = Routed::Event(ev);
                 }
                 // Unregister at once: a stalled socket may not notice its
                 // close for a while, and routing to it meanwhile is waste.
@@ -138,12 +159,13 @@ impl Hub {
     /// Returns how many were new.
     /// `then` runs while the trie is write-locked, so whatever it queues
     /// precedes every event routed through the new patterns.
+    /// Returns the position after which the connection gets every event.
     fn add_patterns(
         &self,
         conn: &Arc<Conn>,
         patterns: &[Pattern],
-        then: impl FnOnce(),
-    ) -> Result<usize, ProtocolError> {
+        then: impl FnOnce(&str),
+    ) -> Result<String, ProtocolError> {
         let mut mine = conn.patterns.lock();
         let mut fresh: Vec<&Pattern> = Vec::new();
         for p in patterns {
@@ -167,8 +189,9 @@ impl Hub {
             subs.insert(p, conn.key, conn.clone());
             mine.push((*p).clone());
         }
-        then();
-        Ok(fresh.len())
+        let position = self.routed.lock().seq();
+        then(&position);
+        Ok(position)
     }
 
     /// Removes patterns from a connection; unknown ones are ignored.
@@ -183,30 +206,39 @@ impl Hub {
         }
     }
 
-    /// Subscribes `conn` to `patterns`. Without `since`, `ack(true)` is
-    /// queued at once: every event accepted after the client sees it will
-    /// be delivered. With `since`, a replay task queues `ack(recovered)`,
-    /// then the missed events, then live ones, in position order.
+    /// Subscribes `conn` to `patterns`. Without `since`, `ack(true, p)` is
+    /// queued at once: every event after position `p` will be delivered, so
+    /// a client that got nothing yet can still resume from `p`. With
+    /// `since`, a replay task queues `ack(recovered, p)`, then the missed
+    /// events, then live ones, in position order.
     pub fn subscribe(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
         patterns: Vec<Pattern>,
         since: Option<String>,
-        ack: impl FnOnce(bool) -> Bytes + Send + 'static,
+        ack: impl FnOnce(bool, String) -> Bytes + Send + 'static,
     ) -> Result<(), ProtocolError> {
         let Some(since) = since else {
-            self.add_patterns(conn, &patterns, || conn.push_control(ack(true)))?;
+            self.add_patterns(conn, &patterns, |p| {
+                conn.push_control(ack(true, p.to_owned()))
+            })?;
             return Ok(());
         };
         self.engine.check_position(&since)?;
         conn.begin_replay();
-        if let Err(e) = self.add_patterns(conn, &patterns, || {}) {
-            conn.finish_replay(0);
-            return Err(e);
-        }
+        let position = match self.add_patterns(conn, &patterns, |_| {}) {
+            Ok(p) => p,
+            Err(e) => {
+                conn.finish_replay(0);
+                return Err(e);
+            }
+        };
         let hub = self.clone();
         let conn = conn.clone();
-        tokio::spawn(async move { hub.replay(conn, patterns, since, ack).await });
+        tokio::spawn(async move {
+            hub.replay(conn, patterns, since, move |r| ack(r, position))
+                .await
+        });
         Ok(())
     }
 

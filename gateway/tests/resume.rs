@@ -202,3 +202,35 @@ async fn an_empty_position_means_none_everywhere() {
     let (mut ws, _) = WsClient::connect(&gw).await;
     assert!(ws.subscribe(&["z"], Some("")).await);
 }
+
+#[tokio::test]
+async fn a_client_that_received_nothing_resumes_from_the_welcome_position() {
+    let gw = start(config()).await;
+    gw.publish(event("early", 0)).await;
+    let mut sse = SseClient::connect(&gw, "topic=p", None).await;
+    let position = sse
+        .welcome()
+        .await
+        .position
+        .expect("SSE welcome carries a position");
+    drop(sse);
+    for n in 1..=5 {
+        gw.publish(event("p", n)).await;
+    }
+    let mut sse = SseClient::connect(&gw, "topic=p", Some(&position)).await;
+    assert_eq!(sse.welcome().await.recovered, Some(true));
+    assert_eq!(sse_ns(&sse.take(5).await), [1, 2, 3, 4, 5]);
+
+    let (mut ws, _) = WsClient::connect(&gw).await;
+    ws.send(json!({"op": "subscribe", "topics": ["p"], "ref": "a"}))
+        .await;
+    let position = match ws.recv().await {
+        ServerFrame::Subscribed { position, .. } => position,
+        other => panic!("{other:?}"),
+    };
+    drop(ws);
+    gw.publish(event("p", 6)).await;
+    let (mut ws, _) = WsClient::connect(&gw).await;
+    assert!(ws.subscribe(&["p"], Some(&position)).await);
+    assert_eq!(ws.expect_event().await["data"]["n"], 6);
+}

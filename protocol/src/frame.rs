@@ -9,20 +9,7 @@ use crate::topic::Pattern;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// The `op` names, shared by the parser, the serializer and the docs tests.
-pub mod op {
-    pub const SUBSCRIBE: &str = "subscribe";
-    pub const UNSUBSCRIBE: &str = "unsubscribe";
-    pub const EMIT: &str = "emit";
-    pub const PING: &str = "ping";
-    pub const WELCOME: &str = "welcome";
-    pub const SUBSCRIBED: &str = "subscribed";
-    pub const UNSUBSCRIBED: &str = "unsubscribed";
-    pub const EVENT: &str = "event";
-    pub const ACK: &str = "ack";
-    pub const ERROR: &str = "error";
-    pub const PONG: &str = "pong";
-}
+pub use crate::op;
 
 /// A client → server frame, validated.
 #[derive(Debug)]
@@ -176,6 +163,9 @@ pub enum ServerFrame<E = serde_json::Value> {
         topics: Vec<String>,
         /// False when a `since` was given and events after it may be missing.
         recovered: bool,
+        /// Every matching event after this position will be delivered: a
+        /// client that has received nothing yet resumes from here.
+        position: String,
     },
     Unsubscribed {
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
@@ -221,6 +211,10 @@ pub struct Welcome {
     /// may be missing. On WebSocket this is on `subscribed` instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered: Option<bool>,
+    /// SSE only: every matching event after this position will be
+    /// delivered; a client that has received nothing yet resumes from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
 }
 
 /// The data of the SSE `$close` event. (A WebSocket close carries the bare
@@ -321,11 +315,13 @@ mod tests {
                 max_event_bytes: 65536,
                 max_subscriptions: 64,
                 recovered: None,
+                position: None,
             }),
             ServerFrame::Subscribed {
                 reference: Some("1".into()),
                 topics: vec!["a.>".into()],
                 recovered: true,
+                position: "e-0".into(),
             },
             ServerFrame::Unsubscribed {
                 reference: None,

@@ -21,6 +21,21 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The CloudEvents spec version every envelope carries.
 pub const SPEC_VERSION: &str = "1.0";
 
+/// The `op` names, shared by the parser, the serializer and the docs tests.
+pub mod op {
+    pub const SUBSCRIBE: &str = "subscribe";
+    pub const UNSUBSCRIBE: &str = "unsubscribe";
+    pub const EMIT: &str = "emit";
+    pub const PING: &str = "ping";
+    pub const WELCOME: &str = "welcome";
+    pub const SUBSCRIBED: &str = "subscribed";
+    pub const UNSUBSCRIBED: &str = "unsubscribed";
+    pub const EVENT: &str = "event";
+    pub const ACK: &str = "ack";
+    pub const ERROR: &str = "error";
+    pub const PONG: &str = "pong";
+}
+
 /// Names of the SSE control events. They start with `$`, which no topic may
 /// contain, so they can never collide with an event type.
 pub mod sse_event {

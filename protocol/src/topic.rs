@@ -20,56 +20,84 @@ fn is_segment_byte(b: u8) -> bool {
 
 /// Checks the shared limits and calls `segment` for each segment, reporting
 /// errors with `code` so topics and patterns share one grammar walker.
+///
+/// Messages are assembled by hand rather than with `format!`: this crate is
+/// compiled into the browser client, where the formatting machinery costs
+/// download size.
 fn walk(
     s: &str,
     what: &str,
     code: ErrorCode,
-    mut segment: impl FnMut(usize, usize, &str) -> Result<(), String>,
+    mut segment: impl FnMut(usize, usize, &str) -> Result<(), &'static str>,
 ) -> Result<(), ProtocolError> {
-    let err = |msg: String| ProtocolError::new(code, format!("{what} {}: {msg}", quoted(s)));
+    let err = |msg: &str| {
+        let mut m = String::with_capacity(s.len().min(80) + msg.len() + 16);
+        m.push_str(what);
+        m.push(' ');
+        push_quoted(&mut m, s);
+        m.push_str(": ");
+        m.push_str(msg);
+        ProtocolError::new(code, m)
+    };
     if s.is_empty() {
-        return Err(err("must not be empty".into()));
+        return Err(err("must not be empty"));
     }
     if s.len() > MAX_TOPIC_LEN {
-        return Err(err(format!("longer than {MAX_TOPIC_LEN} bytes")));
+        return Err(err("is longer than 255 bytes"));
     }
     let count = s.split('.').count();
     if count > MAX_SEGMENTS {
-        return Err(err(format!("more than {MAX_SEGMENTS} segments")));
+        return Err(err("has more than 16 segments"));
     }
     for (i, seg) in s.split('.').enumerate() {
         if seg.is_empty() {
-            return Err(err("has an empty segment".into()));
+            return Err(err("has an empty segment"));
         }
         if seg.len() > MAX_SEGMENT_LEN {
-            return Err(err(format!(
-                "has a segment longer than {MAX_SEGMENT_LEN} bytes"
-            )));
+            return Err(err("has a segment longer than 64 bytes"));
         }
         segment(i, count, seg).map_err(err)?;
     }
     Ok(())
 }
 
-/// Shows a rejected string safely: control characters escaped, length capped,
-/// so an error message can never smuggle a newline into a log or a frame.
-fn quoted(s: &str) -> String {
-    let shown: String = s.chars().take(64).collect();
-    let mut out = format!("{shown:?}");
-    if shown.len() < s.len() {
-        out.push('…');
+/// Shows a rejected string safely: quoted, control characters and quotes
+/// escaped, length capped, so an error message can never smuggle a newline
+/// into a log or a frame.
+fn push_quoted(out: &mut String, s: &str) {
+    out.push('"');
+    for (i, c) in s.chars().enumerate() {
+        if i == 64 {
+            out.push('\u{2026}');
+            break;
+        }
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                out.push_str("\\u{");
+                let n = c as u32;
+                let digits = if n > 0xff { 4 } else { 2 };
+                for shift in (0..digits).rev() {
+                    out.push(char::from(
+                        b"0123456789abcdef"[((n >> (shift * 4)) & 15) as usize],
+                    ));
+                }
+                out.push('}');
+            }
+            c => out.push(c),
+        }
     }
-    out
+    out.push('"');
 }
 
-fn literal_segment(seg: &str) -> Result<(), String> {
+const LITERAL_ONLY: &str = "segments may only contain A-Z, a-z, 0-9, '_' and '-'";
+
+fn literal_segment(seg: &str) -> Result<(), &'static str> {
     if seg.bytes().all(is_segment_byte) {
         Ok(())
     } else {
-        Err(format!(
-            "segment {} may only contain A-Z, a-z, 0-9, '_' and '-'",
-            quoted(seg)
-        ))
+        Err(LITERAL_ONLY)
     }
 }
 
@@ -81,7 +109,7 @@ impl Topic {
     pub fn parse(s: &str) -> Result<Topic, ProtocolError> {
         walk(s, "topic", ErrorCode::InvalidTopic, |_, _, seg| {
             if seg == "*" || seg == ">" {
-                Err("wildcards are only allowed in subscription patterns".into())
+                Err("wildcards are only allowed in subscription patterns")
             } else {
                 literal_segment(seg)
             }
@@ -130,7 +158,7 @@ impl Pattern {
             segments.push(match seg {
                 "*" => Segment::One,
                 ">" if i + 1 == count => Segment::Rest,
-                ">" => return Err("'>' may only be the last segment".into()),
+                ">" => return Err("'>' may only be the last segment"),
                 _ => {
                     literal_segment(seg)?;
                     Segment::Literal(seg.to_owned())
@@ -248,6 +276,36 @@ mod tests {
         assert!(Topic::parse(&vec!["a"; MAX_SEGMENTS].join(".")).is_ok());
         assert!(Topic::parse(&"x".repeat(MAX_SEGMENT_LEN + 1)).is_err());
         assert!(Topic::parse(&"x".repeat(MAX_SEGMENT_LEN)).is_ok());
+    }
+
+    #[test]
+    fn messages_state_the_real_limits() {
+        let long = "x".repeat(MAX_TOPIC_LEN + 1);
+        assert!(
+            Topic::parse(&long)
+                .unwrap_err()
+                .message
+                .contains(&MAX_TOPIC_LEN.to_string())
+        );
+        let many = vec!["a"; MAX_SEGMENTS + 1].join(".");
+        assert!(
+            Topic::parse(&many)
+                .unwrap_err()
+                .message
+                .contains(&MAX_SEGMENTS.to_string())
+        );
+        let seg = "x".repeat(MAX_SEGMENT_LEN + 1);
+        assert!(
+            Topic::parse(&seg)
+                .unwrap_err()
+                .message
+                .contains(&MAX_SEGMENT_LEN.to_string())
+        );
+        let e = Pattern::parse("a b").unwrap_err();
+        assert_eq!(
+            e.message,
+            "pattern \"a b\": segments may only contain A-Z, a-z, 0-9, '_' and '-'"
+        );
     }
 
     #[test]

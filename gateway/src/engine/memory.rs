@@ -6,7 +6,7 @@
 //! a silent gap.
 
 use super::position::Position;
-use super::{Accepted, Engine, EngineError, Event, EventStream, History, HistoryQuery, NewEvent};
+use super::{Accepted, Engine, EngineError, Event, History, HistoryQuery, NewEvent, Subscription};
 use async_trait::async_trait;
 use eventwire_protocol::Pattern;
 use parking_lot::Mutex;
@@ -139,10 +139,14 @@ impl Engine for MemoryEngine {
         })
     }
 
-    async fn subscribe(&self, pattern: Pattern) -> Result<EventStream, EngineError> {
+    async fn subscribe(&self, pattern: Pattern) -> Result<Subscription, EngineError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.state.lock().subscribers.push((pattern, tx));
-        Ok(rx)
+        let mut st = self.state.lock();
+        st.subscribers.push((pattern, tx));
+        Ok(Subscription {
+            events: rx,
+            from: Position::format(&self.epoch, st.next_offset - 1),
+        })
     }
 
     async fn history(&self, query: HistoryQuery) -> Result<History, EngineError> {

@@ -71,6 +71,14 @@ impl From<EngineError> for ProtocolError {
 /// per-connection queues that are bounded in bytes.
 pub type EventStream = mpsc::UnboundedReceiver<Arc<Event>>;
 
+/// A live subscription, and where in the stream it starts.
+pub struct Subscription {
+    pub events: EventStream,
+    /// The position just before the first event `events` will carry: the
+    /// newest position at the moment of subscribing.
+    pub from: String,
+}
+
 #[async_trait]
 pub trait Engine: Send + Sync + 'static {
     /// Short name shown in `welcome` and logs.
@@ -81,7 +89,7 @@ pub trait Engine: Send + Sync + 'static {
     async fn publish(&self, event: NewEvent) -> Result<Accepted, EngineError>;
 
     /// Every event accepted from now on whose type matches `pattern`.
-    async fn subscribe(&self, pattern: Pattern) -> Result<EventStream, EngineError>;
+    async fn subscribe(&self, pattern: Pattern) -> Result<Subscription, EngineError>;
 
     /// Retained events after a position.
     async fn history(&self, query: HistoryQuery) -> Result<History, EngineError>;

@@ -40,6 +40,7 @@ impl Session {
             max_event_bytes: config.max_event_bytes,
             max_subscriptions: config.max_subscriptions,
             recovered,
+            position: None,
         }
     }
 }

@@ -81,13 +81,17 @@ pub async fn handler(
     let permit = shared.limit.try_acquire()?;
     let session = Session::open(&shared.hub, Transport::Sse, permit);
     let welcome = session.welcome(&shared.config, None);
-    shared
-        .hub
-        .subscribe(&session.conn, patterns, since, move |recovered| {
+    shared.hub.subscribe(
+        &session.conn,
+        patterns,
+        since,
+        move |recovered, position| {
             let mut w = welcome;
             w.recovered = Some(recovered);
+            w.position = Some(position);
             control(sse_event::WELCOME, &w, true)
-        })?;
+        },
+    )?;
     let period = shared.config.heartbeat;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);

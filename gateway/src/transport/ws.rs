@@ -202,16 +202,19 @@ impl Reader<'_> {
                 } else {
                     let names: Vec<String> = topics.iter().map(|p| p.to_string()).collect();
                     let r = reference.clone();
-                    match self
-                        .session
-                        .hub
-                        .subscribe(conn, topics, since, move |recovered| {
+                    match self.session.hub.subscribe(
+                        conn,
+                        topics,
+                        since,
+                        move |recovered, position| {
                             encode(&ServerFrame::Subscribed {
                                 reference: r,
                                 topics: names,
                                 recovered,
+                                position,
                             })
-                        }) {
+                        },
+                    ) {
                         Ok(()) => {
                             self.subscribed = true;
                             return;

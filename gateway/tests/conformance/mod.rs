@@ -59,11 +59,41 @@ where
     truncated_history_is_not_recovered(make(Retention { max_events: 5 }).await).await;
     concurrent_publishers_are_totally_ordered(make(roomy).await).await;
     stored_json_is_the_delivered_envelope(make(roomy).await).await;
+    a_subscription_says_where_it_starts(make(roomy).await).await;
+}
+
+pub async fn a_subscription_says_where_it_starts(engine: Arc<dyn Engine>) {
+    engine.publish(new_event("s", None, 0)).await.unwrap();
+    let sub = engine.subscribe(pattern(">")).await.unwrap();
+    engine
+        .check_position(&sub.from)
+        .expect("`from` is a position");
+    let mut live = sub.events;
+    for n in 1..=3 {
+        engine.publish(new_event("s", None, n)).await.unwrap();
+    }
+    let h = engine
+        .history(HistoryQuery {
+            patterns: vec![pattern("s")],
+            since: Some(sub.from.clone()),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(h.recovered);
+    assert_eq!(
+        h.events.iter().map(n_of).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "history after `from` is what the stream carries"
+    );
+    for n in 1..=3 {
+        assert_eq!(n_of(&recv(&mut live).await), n);
+    }
 }
 
 pub async fn publish_assigns_ordered_positions_and_delivers_live(engine: Arc<dyn Engine>) {
     engine.ready().await.expect("a fresh engine is ready");
-    let mut live = engine.subscribe(pattern(">")).await.unwrap();
+    let mut live = engine.subscribe(pattern(">")).await.unwrap().events;
     let mut seqs = Vec::new();
     for n in 0..10 {
         let a = engine.publish(new_event("c.a", None, n)).await.unwrap();
@@ -84,8 +114,8 @@ pub async fn publish_assigns_ordered_positions_and_delivers_live(engine: Arc<dyn
 }
 
 pub async fn subscribe_filters_by_pattern(engine: Arc<dyn Engine>) {
-    let mut star = engine.subscribe(pattern("f.*")).await.unwrap();
-    let mut exact = engine.subscribe(pattern("f.b.c")).await.unwrap();
+    let mut star = engine.subscribe(pattern("f.*")).await.unwrap().events;
+    let mut exact = engine.subscribe(pattern("f.b.c")).await.unwrap().events;
     for (n, ty) in ["f.a", "g.a", "f.b.c", "f.b"].iter().enumerate() {
         engine.publish(new_event(ty, None, n as u64)).await.unwrap();
     }
@@ -149,7 +179,7 @@ pub async fn history_reads_after_a_position(engine: Arc<dyn Engine>) {
 }
 
 pub async fn dedupe_by_id(engine: Arc<dyn Engine>) {
-    let mut live = engine.subscribe(pattern(">")).await.unwrap();
+    let mut live = engine.subscribe(pattern(">")).await.unwrap().events;
     let a = engine
         .publish(new_event("d", Some("dup-1"), 1))
         .await
@@ -230,7 +260,7 @@ pub async fn truncated_history_is_not_recovered(engine: Arc<dyn Engine>) {
 }
 
 pub async fn concurrent_publishers_are_totally_ordered(engine: Arc<dyn Engine>) {
-    let mut live = engine.subscribe(pattern(">")).await.unwrap();
+    let mut live = engine.subscribe(pattern(">")).await.unwrap().events;
     let mut tasks = Vec::new();
     for t in 0..4u64 {
         let engine = engine.clone();

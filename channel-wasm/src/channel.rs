@@ -1,0 +1,652 @@
+//! The `#[wasm_bindgen]` surface: what `js/index.js` wraps into the typed
+//! `EventChannel`. It owns the browser resources (transports, the timer, JS
+//! callbacks) and feeds the [`Machine`], carrying out its actions.
+//!
+//! Re-entrancy: a handler may call `emit`, `subscribe` or `close` while an
+//! event is being delivered. The machine is never borrowed while JS runs:
+//! `feed` takes the actions out first and only then performs them.
+
+use crate::frames::{self, Malformed};
+use crate::machine::{Action, Config, Emit, Input, Kind, Machine, Preference, code, push_json_str};
+use crate::transport::sse::{self, PostOutcome};
+use crate::transport::websocket::WebSocketTransport;
+use crate::transport::{Signal, Transport, sse::SseTransport};
+use eventwire_protocol::Pattern;
+use js_sys::{Function, Object, Promise, Reflect};
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+
+fn set(obj: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(obj, &key.into(), value);
+}
+
+fn opt(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// An `Error` with a `code`, which every rejection and `onError` carries.
+fn error(code: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    set(&e, "code", &code.into());
+    e.into()
+}
+
+fn now() -> f64 {
+    js_sys::Date::now()
+}
+
+/// `setTimeout`/`clearTimeout`, looked up on the global object so the
+/// client works in windows and workers alike.
+fn global_fn(name: &str) -> Option<Function> {
+    opt(&js_sys::global(), name).dyn_into().ok()
+}
+
+/// An event id: `crypto.randomUUID()` where the page is a secure context,
+/// random hex otherwise.
+fn new_id() -> String {
+    let crypto = opt(&js_sys::global(), "crypto");
+    if let Some(f) = opt(&crypto, "randomUUID").dyn_ref::<Function>()
+        && let Some(id) = f.call0(&crypto).ok().and_then(|v| v.as_string())
+    {
+        return id;
+    }
+    let mut id = String::with_capacity(32);
+    for _ in 0..4 {
+        let n = (js_sys::Math::random() * 4_294_967_296.0) as u32;
+        for shift in (0..8).rev() {
+            id.push(b"0123456789abcdef"[((n >> (shift * 4)) & 15) as usize] as char);
+        }
+    }
+    id
+}
+
+struct Handler {
+    id: u32,
+    pattern: Pattern,
+    f: Function,
+}
+
+struct Inner {
+    machine: RefCell<Machine<JsValue>>,
+    /// The gateway's base URL, without a trailing slash.
+    base: String,
+    /// The `token` option: a string, a function returning one (or a promise
+    /// of one), or undefined.
+    token_source: JsValue,
+    token: RefCell<Option<String>>,
+    transport: RefCell<Option<Transport>>,
+    /// Bumped whenever a transport is opened or let go; signals from an
+    /// older generation are ignored.
+    generation: Cell<u32>,
+    handlers: RefCell<Vec<Handler>>,
+    state_listeners: RefCell<Vec<(u32, Function)>>,
+    error_listeners: RefCell<Vec<(u32, Function)>>,
+    /// Emits waiting for their outcome: (reference, resolve, reject).
+    pending: RefCell<Vec<(u64, Function, Function)>>,
+    timer: Cell<Option<f64>>,
+    tick: RefCell<Option<Closure<dyn FnMut()>>>,
+    next_id: Cell<u32>,
+    next_ref: Cell<u64>,
+}
+
+impl Inner {
+    fn feed(self: &Rc<Self>, input: Input<JsValue>) {
+        let actions = self
+            .machine
+            .borrow_mut()
+            .handle(input, now(), js_sys::Math::random());
+        for a in actions {
+            self.perform(a);
+        }
+    }
+
+    fn perform(self: &Rc<Self>, action: Action<JsValue>) {
+        match action {
+            Action::Open {
+                kind,
+                topics,
+                since,
+            } => self.open(kind, topics, since),
+            Action::CloseTransport => {
+                self.generation.set(self.generation.get() + 1);
+                if let Some(t) = self.transport.borrow_mut().take() {
+                    t.close();
+                }
+            }
+            Action::Send(text) => {
+                if let Some(Transport::WebSocket(ws)) = &*self.transport.borrow() {
+                    ws.send(&text);
+                }
+            }
+            Action::Post { reference, json } => self.post(reference, json),
+            Action::Deliver { ty, payload } => self.deliver(&ty, &payload),
+            Action::Resolve {
+                reference,
+                id,
+                seq,
+                duplicate,
+            } => {
+                let receipt = Object::new();
+                set(&receipt, "id", &id.into());
+                set(&receipt, "seq", &seq.into());
+                set(&receipt, "duplicate", &duplicate.into());
+                if let Some((resolve, _)) = self.take_pending(reference) {
+                    let _ = resolve.call1(&JsValue::NULL, &receipt);
+                }
+            }
+            Action::Reject {
+                reference,
+                code,
+                message,
+            } => {
+                if let Some((_, reject)) = self.take_pending(reference) {
+                    let _ = reject.call1(&JsValue::NULL, &error(&code, &message));
+                }
+            }
+            Action::Wake(ms) => self.wake_in(ms),
+            Action::State {
+                state,
+                transport,
+                recovered,
+                attempt,
+                delay_ms,
+            } => {
+                let info = Object::new();
+                set(
+                    &info,
+                    "transport",
+                    &transport.map_or(JsValue::NULL, |k| k.name().into()),
+                );
+                if let Some(r) = recovered {
+                    set(&info, "recovered", &r.into());
+                }
+                set(&info, "attempt", &attempt.into());
+                if let Some(d) = delay_ms {
+                    set(&info, "delayMs", &d.into());
+                }
+                let listeners: Vec<Function> = self
+                    .state_listeners
+                    .borrow()
+                    .iter()
+                    .map(|(_, f)| f.clone())
+                    .collect();
+                for f in listeners {
+                    if let Err(e) = f.call2(&JsValue::NULL, &state.name().into(), &info) {
+                        self.report_thrown(e);
+                    }
+                }
+            }
+            Action::Error { code, message } => self.report(&error(&code, &message)),
+        }
+    }
+
+    fn take_pending(&self, reference: u64) -> Option<(Function, Function)> {
+        let mut p = self.pending.borrow_mut();
+        let i = p.iter().position(|(r, _, _)| *r == reference)?;
+        let (_, resolve, reject) = p.swap_remove(i);
+        Some((resolve, reject))
+    }
+
+    fn report_thrown(self: &Rc<Self>, thrown: JsValue) {
+        let message = opt(&thrown, "message")
+            .as_string()
+            .unwrap_or_else(|| "a handler threw".into());
+        let e = error(code::HANDLER_ERROR, &message);
+        set(e.unchecked_ref(), "cause", &thrown);
+        self.report(&e);
+    }
+
+    /// Sends an error to every `onError` listener, or to `console.error`.
+    fn report(&self, e: &JsValue) {
+        let listeners: Vec<Function> = self
+            .error_listeners
+            .borrow()
+            .iter()
+            .map(|(_, f)| f.clone())
+            .collect();
+        if listeners.is_empty() {
+            web_sys::console::error_2(&"eventwire:".into(), e);
+        }
+        for f in listeners {
+            if let Err(thrown) = f.call1(&JsValue::NULL, e) {
+                web_sys::console::error_2(&"eventwire: onError threw".into(), &thrown);
+            }
+        }
+    }
+
+    fn deliver(self: &Rc<Self>, ty: &str, payload: &JsValue) {
+        // Collected first: a handler may subscribe or unsubscribe.
+        let matching: Vec<Function> = self
+            .handlers
+            .borrow()
+            .iter()
+            .filter(|h| h.pattern.matches(ty))
+            .map(|h| h.f.clone())
+            .collect();
+        for f in matching {
+            if let Err(thrown) = f.call1(&JsValue::NULL, payload) {
+                self.report_thrown(thrown);
+            }
+        }
+    }
+
+    fn wake_in(self: &Rc<Self>, ms: f64) {
+        let (Some(set_timeout), Some(clear_timeout)) =
+            (global_fn("setTimeout"), global_fn("clearTimeout"))
+        else {
+            return;
+        };
+        if let Some(t) = self.timer.take() {
+            let _ = clear_timeout.call1(&JsValue::NULL, &t.into());
+        }
+        if self.tick.borrow().is_none() {
+            let weak = Rc::downgrade(self);
+            *self.tick.borrow_mut() = Some(Closure::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.timer.set(None);
+                    inner.feed(Input::Tick);
+                }
+            }));
+        }
+        let tick = self.tick.borrow();
+        let f: &Function = tick.as_ref().expect("just set").as_ref().unchecked_ref();
+        if let Ok(handle) = set_timeout.call2(&JsValue::NULL, f, &ms.ceil().into()) {
+            self.timer.set(handle.as_f64());
+        }
+    }
+
+    /// Opens a transport once the token (if any) is known.
+    fn open(self: &Rc<Self>, kind: Kind, topics: Vec<String>, since: Option<String>) {
+        let generation = self.generation.get() + 1;
+        self.generation.set(generation);
+        if let Some(t) = self.transport.borrow_mut().take() {
+            t.close();
+        }
+        let source = &self.token_source;
+        if !source.is_function() {
+            *self.token.borrow_mut() = source.as_string();
+            return self.open_now(generation, kind, &topics, since.as_deref());
+        }
+        // Called again on every connect, so a refreshed token is used.
+        let weak = Rc::downgrade(self);
+        let got = Closure::once_into_js(move |token: JsValue| {
+            if let Some(inner) = weak.upgrade()
+                && inner.generation.get() == generation
+            {
+                *inner.token.borrow_mut() = token.as_string();
+                inner.open_now(generation, kind, &topics, since.as_deref());
+            }
+        });
+        let weak = Rc::downgrade(self);
+        let failed = Closure::once_into_js(move |e: JsValue| {
+            if let Some(inner) = weak.upgrade()
+                && inner.generation.get() == generation
+            {
+                inner.report(&e);
+                inner.feed(Input::Closed { code: None });
+            }
+        });
+        match source.unchecked_ref::<Function>().call0(&JsValue::NULL) {
+            Ok(v) => sse::then(&Promise::resolve(&v), &got, &failed),
+            Err(e) => sse::then(&Promise::reject(&e), &got, &failed),
+        }
+    }
+
+    fn open_now(
+        self: &Rc<Self>,
+        generation: u32,
+        kind: Kind,
+        topics: &[String],
+        since: Option<&str>,
+    ) {
+        let weak: Weak<Inner> = Rc::downgrade(self);
+        let on = Rc::new(move |signal: Signal| {
+            if let Some(inner) = weak.upgrade()
+                && inner.generation.get() == generation
+            {
+                inner.on_signal(kind, signal);
+            }
+        });
+        let token = self.token.borrow().clone();
+        let mut url = self.base.clone();
+        let opened = match kind {
+            Kind::WebSocket => {
+                if let Some(rest) = url.strip_prefix("http") {
+                    url = format_ws(rest);
+                }
+                url.push_str("/v1/ws");
+                if let Some(t) = &token {
+                    url.push_str("?access_token=");
+                    url.push_str(&String::from(js_sys::encode_uri_component(t)));
+                }
+                WebSocketTransport::open(&url, on).map(Transport::WebSocket)
+            }
+            Kind::Sse => {
+                url.push_str("/v1/sse?named=false&heartbeat=event");
+                for t in topics {
+                    url.push_str("&topic=");
+                    url.push_str(&String::from(js_sys::encode_uri_component(t)));
+                }
+                if let Some(s) = since {
+                    url.push_str("&lastEventId=");
+                    url.push_str(&String::from(js_sys::encode_uri_component(s)));
+                }
+                if let Some(t) = &token {
+                    url.push_str("&access_token=");
+                    url.push_str(&String::from(js_sys::encode_uri_component(t)));
+                }
+                SseTransport::open(&url, on).map(Transport::Sse)
+            }
+        };
+        match opened {
+            Ok(t) => *self.transport.borrow_mut() = Some(t),
+            Err(e) => {
+                self.report(&error(code::TRANSPORT, &js_err_message(&e)));
+                self.feed(Input::Closed { code: None });
+            }
+        }
+    }
+
+    fn on_signal(self: &Rc<Self>, kind: Kind, signal: Signal) {
+        let parsed = match (signal, kind) {
+            (Signal::Closed(code), _) => {
+                self.generation.set(self.generation.get() + 1);
+                self.transport.borrow_mut().take();
+                Ok(Input::Closed { code })
+            }
+            (Signal::Heartbeat, _) => Ok(Input::Heard),
+            (Signal::Welcome(text), _) => frames::sse_welcome(&text),
+            (Signal::Frame(text), Kind::Sse) => frames::sse_message(&text),
+            (Signal::Frame(text), Kind::WebSocket) => frames::ws_frame(&text),
+        };
+        match parsed {
+            Ok(input) => self.feed(input),
+            Err(Malformed(why)) => {
+                // The connection is alive; only this frame is unusable.
+                self.feed(Input::Heard);
+                self.report(&error(code::MALFORMED_FRAME, why));
+            }
+        }
+    }
+
+    fn post(self: &Rc<Self>, reference: u64, json: String) {
+        let mut url = self.base.clone();
+        url.push_str("/v1/events");
+        let weak = Rc::downgrade(self);
+        let token = self.token.borrow().clone();
+        sse::post(&url, &json, token.as_deref(), move |outcome| {
+            let Some(inner) = weak.upgrade() else { return };
+            let input = match outcome {
+                PostOutcome::Accepted(receipt) => {
+                    let s = |k: &str| opt(&receipt, k).as_string().unwrap_or_default();
+                    Input::Ack {
+                        reference,
+                        id: s("id"),
+                        seq: s("seq"),
+                        duplicate: opt(&receipt, "duplicate").as_bool().unwrap_or(false),
+                    }
+                }
+                PostOutcome::Refused(code, message) => Input::Refused {
+                    reference: Some(reference),
+                    code,
+                    message,
+                },
+                PostOutcome::Failed => Input::PostFailed { reference },
+            };
+            inner.feed(input);
+        });
+    }
+}
+
+fn format_ws(rest_after_http: &str) -> String {
+    // "http://h" → "ws://h", "https://h" → "wss://h".
+    let mut s = String::from("ws");
+    s.push_str(rest_after_http);
+    s
+}
+
+fn js_err_message(e: &JsValue) -> String {
+    opt(e, "message")
+        .as_string()
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "the transport could not be opened".into())
+}
+
+/// The raw channel. `js/index.js` wraps it as the typed `EventChannel`.
+#[wasm_bindgen]
+pub struct Channel {
+    inner: Rc<Inner>,
+}
+
+#[wasm_bindgen]
+impl Channel {
+    /// Creates a channel from the `connect` options. Nothing happens on the
+    /// network until `start`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: &JsValue) -> Result<Channel, JsValue> {
+        let url = opt(options, "url")
+            .as_string()
+            .ok_or_else(|| error("bad_request", "`url` (the gateway's base URL) is required"))?;
+        let base = url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(error(
+                "bad_request",
+                "`url` must start with http:// or https://",
+            ));
+        }
+        let preference = match opt(options, "transport").as_string().as_deref() {
+            None | Some("auto") => Preference::Auto,
+            Some("websocket") => Preference::WebSocket,
+            Some("sse") => Preference::Sse,
+            Some(_) => {
+                return Err(error(
+                    "bad_request",
+                    "`transport` must be 'auto', 'websocket' or 'sse'",
+                ));
+            }
+        };
+        let mut topics = Vec::new();
+        let given = opt(options, "topics");
+        if !given.is_undefined() {
+            let arr: js_sys::Array = given
+                .dyn_into()
+                .map_err(|_| error("bad_request", "`topics` must be an array of patterns"))?;
+            for t in arr.iter() {
+                let t = t.as_string().unwrap_or_default();
+                Pattern::parse(&t).map_err(|e| error(e.code.as_str(), &e.message))?;
+                topics.push(t);
+            }
+        }
+        let num = |k: &str| opt(options, k).as_f64();
+        let defaults = Config::default();
+        let cfg = Config {
+            preference,
+            min_backoff_ms: num("minBackoffMs").unwrap_or(defaults.min_backoff_ms),
+            max_backoff_ms: num("maxBackoffMs").unwrap_or(defaults.max_backoff_ms),
+            outbox_max: num("outboxSize").map_or(defaults.outbox_max, |n| n.max(0.0) as usize),
+            connect_timeout_ms: num("attemptTimeoutMs").unwrap_or(defaults.connect_timeout_ms),
+            dedupe_ids: defaults.dedupe_ids,
+        };
+        Ok(Channel {
+            inner: Rc::new(Inner {
+                machine: RefCell::new(Machine::new(cfg, topics)),
+                base,
+                token_source: opt(options, "token"),
+                token: RefCell::new(None),
+                transport: RefCell::new(None),
+                generation: Cell::new(0),
+                handlers: RefCell::new(Vec::new()),
+                state_listeners: RefCell::new(Vec::new()),
+                error_listeners: RefCell::new(Vec::new()),
+                pending: RefCell::new(Vec::new()),
+                timer: Cell::new(None),
+                tick: RefCell::new(None),
+                next_id: Cell::new(1),
+                next_ref: Cell::new(1),
+            }),
+        })
+    }
+
+    /// Starts connecting.
+    pub fn start(&self) {
+        self.inner.feed(Input::Start);
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.inner.machine.borrow().state().name().into()
+    }
+
+    /// `websocket`, `sse`, or null before the first attempt.
+    #[wasm_bindgen(getter)]
+    pub fn transport(&self) -> JsValue {
+        self.inner
+            .machine
+            .borrow()
+            .transport()
+            .map_or(JsValue::NULL, |k| k.name().into())
+    }
+
+    /// The position of the last event delivered.
+    #[wasm_bindgen(getter, js_name = lastSeq)]
+    pub fn last_seq(&self) -> Option<String> {
+        self.inner.machine.borrow().last_seq().map(str::to_owned)
+    }
+
+    /// Calls `handler(event)` for every event whose type matches `pattern`;
+    /// returns an id for `unsubscribe`. Throws on an invalid pattern.
+    pub fn subscribe(&self, pattern: &str, handler: Function) -> Result<u32, JsValue> {
+        let parsed = Pattern::parse(pattern).map_err(|e| error(e.code.as_str(), &e.message))?;
+        let id = self.inner.next_id.get();
+        self.inner.next_id.set(id + 1);
+        self.inner.handlers.borrow_mut().push(Handler {
+            id,
+            pattern: parsed,
+            f: handler,
+        });
+        self.inner.feed(Input::AddPattern(pattern.to_owned()));
+        Ok(id)
+    }
+
+    pub fn unsubscribe(&self, id: u32) {
+        let removed = {
+            let mut hs = self.inner.handlers.borrow_mut();
+            let Some(i) = hs.iter().position(|h| h.id == id) else {
+                return;
+            };
+            let h = hs.remove(i);
+            let still_used = hs.iter().any(|o| o.pattern == h.pattern);
+            (!still_used).then_some(h.pattern.as_str().to_owned())
+        };
+        if let Some(p) = removed {
+            self.inner.feed(Input::RemovePattern(p));
+        }
+    }
+
+    /// Emits an event; resolves with `{id, seq, duplicate}` once the gateway
+    /// has accepted it, or rejects with an `Error` that has a `code`.
+    pub fn emit(&self, ty: &str, data: &JsValue, options: &JsValue) -> Promise {
+        let reference = self.inner.next_ref.get();
+        self.inner.next_ref.set(reference + 1);
+        let id = opt(options, "id").as_string().unwrap_or_else(new_id);
+        let mut json = String::from("{\"id\":");
+        push_json_str(&mut json, &id);
+        json.push_str(",\"type\":");
+        push_json_str(&mut json, ty);
+        for key in ["correlationid", "subject", "source"] {
+            if let Some(v) = opt(options, key).as_string() {
+                json.push_str(",\"");
+                json.push_str(key);
+                json.push_str("\":");
+                push_json_str(&mut json, &v);
+            }
+        }
+        let encoded = js_sys::JSON::stringify(data).map(|s| s.as_string());
+        let promise = Promise::new(&mut |resolve, reject| {
+            self.inner
+                .pending
+                .borrow_mut()
+                .push((reference, resolve, reject));
+        });
+        match encoded {
+            Ok(Some(d)) => {
+                json.push_str(",\"data\":");
+                json.push_str(&d);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let (_, reject) = self.inner.take_pending(reference).expect("just added");
+                let msg = js_err_message(&e);
+                let _ = reject.call1(&JsValue::NULL, &error("invalid_event", &msg));
+                return promise;
+            }
+        }
+        json.push('}');
+        self.inner.feed(Input::Emit {
+            ty: ty.to_owned(),
+            emit: Emit {
+                reference,
+                id,
+                json,
+            },
+        });
+        promise
+    }
+
+    /// Calls `listener(state, info)` on every state change; returns an id for `off`.
+    #[wasm_bindgen(js_name = onState)]
+    pub fn on_state(&self, listener: Function) -> u32 {
+        let id = self.inner.next_id.get();
+        self.inner.next_id.set(id + 1);
+        self.inner.state_listeners.borrow_mut().push((id, listener));
+        id
+    }
+
+    /// Calls `listener(error)` for errors not tied to an emit: malformed
+    /// frames, handler exceptions, refused subscriptions, transport trouble.
+    #[wasm_bindgen(js_name = onError)]
+    pub fn on_error(&self, listener: Function) -> u32 {
+        let id = self.inner.next_id.get();
+        self.inner.next_id.set(id + 1);
+        self.inner.error_listeners.borrow_mut().push((id, listener));
+        id
+    }
+
+    /// Removes a listener added with `onState` or `onError`.
+    pub fn off(&self, id: u32) {
+        self.inner
+            .state_listeners
+            .borrow_mut()
+            .retain(|(i, _)| *i != id);
+        self.inner
+            .error_listeners
+            .borrow_mut()
+            .retain(|(i, _)| *i != id);
+    }
+
+    /// Closes the channel: pending emits reject with `closed`.
+    pub fn close(&self) {
+        self.inner.feed(Input::Close);
+        if let (Some(t), Some(clear)) = (self.inner.timer.take(), global_fn("clearTimeout")) {
+            let _ = clear.call1(&JsValue::NULL, &t.into());
+        }
+    }
+
+    /// Feeds `text` to the channel as if the current transport had received
+    /// it. For tests of malformed input; not part of the public API.
+    #[wasm_bindgen(js_name = injectFrame)]
+    pub fn inject_frame(&self, text: &str) {
+        let Some(kind) = self.inner.machine.borrow().transport() else {
+            return;
+        };
+        self.inner.on_signal(kind, Signal::Frame(text.to_owned()));
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

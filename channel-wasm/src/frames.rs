@@ -1,0 +1,105 @@
+//! Reading the gateway's frames. The browser's own `JSON.parse` does the
+//! parsing; Rust only looks up the few fields the protocol needs, and the
+//! event object itself goes to handlers untouched.
+
+use crate::machine::Input;
+use eventwire_protocol::op;
+use js_sys::{JSON, Reflect};
+use wasm_bindgen::JsValue;
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn string(obj: &JsValue, key: &str) -> Option<String> {
+    get(obj, key).as_string()
+}
+
+fn number(obj: &JsValue, key: &str) -> Option<f64> {
+    get(obj, key).as_f64()
+}
+
+/// A frame that is not what the protocol says: the reason, for `onError`.
+pub struct Malformed(pub &'static str);
+
+fn parse(text: &str) -> Result<JsValue, Malformed> {
+    let v = JSON::parse(text).map_err(|_| Malformed("a frame is not valid JSON"))?;
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err(Malformed("a frame is not a JSON object"))
+    }
+}
+
+/// An event envelope as delivered (SSE data, or a WebSocket `event`).
+pub fn event(envelope: JsValue) -> Result<Input<JsValue>, Malformed> {
+    match (
+        string(&envelope, "id"),
+        string(&envelope, "type"),
+        string(&envelope, "seq"),
+    ) {
+        (Some(id), Some(ty), Some(seq)) => Ok(Input::Event {
+            id,
+            ty,
+            seq,
+            payload: envelope,
+        }),
+        _ => Err(Malformed("an event lacks its id, type or seq")),
+    }
+}
+
+/// The data of an SSE `$welcome`, or a WebSocket `welcome` frame.
+pub fn welcome(obj: &JsValue) -> Input<JsValue> {
+    Input::Welcome {
+        heartbeat_ms: number(obj, "heartbeat_ms").unwrap_or(0.0),
+        max_event_bytes: number(obj, "max_event_bytes").unwrap_or(65536.0) as usize,
+        recovered: get(obj, "recovered").as_bool(),
+        position: string(obj, "position"),
+    }
+}
+
+/// An SSE message: its data is an envelope.
+pub fn sse_message(text: &str) -> Result<Input<JsValue>, Malformed> {
+    event(parse(text)?)
+}
+
+pub fn sse_welcome(text: &str) -> Result<Input<JsValue>, Malformed> {
+    Ok(welcome(&parse(text)?))
+}
+
+fn reference(obj: &JsValue) -> Option<u64> {
+    string(obj, "ref").and_then(|r| r.parse().ok())
+}
+
+/// A WebSocket text frame.
+pub fn ws_frame(text: &str) -> Result<Input<JsValue>, Malformed> {
+    let v = parse(text)?;
+    let name = string(&v, "op").ok_or(Malformed("a frame has no op"))?;
+    Ok(match name.as_str() {
+        op::EVENT => return event(get(&v, "event")),
+        op::WELCOME => welcome(&v),
+        op::SUBSCRIBED => match string(&v, "ref").as_deref() {
+            Some("sub") => Input::Subscribed {
+                recovered: get(&v, "recovered").as_bool().unwrap_or(false),
+                position: string(&v, "position"),
+            },
+            _ => Input::Heard,
+        },
+        op::ACK => match (reference(&v), string(&v, "id"), string(&v, "seq")) {
+            (Some(reference), Some(id), Some(seq)) => Input::Ack {
+                reference,
+                id,
+                seq,
+                duplicate: get(&v, "duplicate").as_bool().unwrap_or(false),
+            },
+            _ => return Err(Malformed("an ack lacks its ref, id or seq")),
+        },
+        op::ERROR => Input::Refused {
+            reference: reference(&v),
+            code: string(&v, "code").unwrap_or_else(|| "unknown".into()),
+            message: string(&v, "message").unwrap_or_default(),
+        },
+        op::PONG | op::UNSUBSCRIBED => Input::Heard,
+        _ => return Err(Malformed("a frame has an unknown op")),
+    })
+}

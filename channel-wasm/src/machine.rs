@@ -1,0 +1,749 @@
+//! The connection state machine: plain Rust with no browser in sight, so
+//! every rule about reconnecting, resuming, dedupe and the outbox is unit
+//! tested natively.
+//!
+//! The browser side feeds it [`Input`]s with the current time and a random
+//! number, and carries out the [`Action`]s it returns. Payloads are opaque
+//! (`P`): JS values in the browser, strings in tests.
+
+use crate::backoff::Backoff;
+use crate::recent::RecentIds;
+use eventwire_protocol::Topic;
+use std::collections::VecDeque;
+
+/// A transport the machine can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    WebSocket,
+    Sse,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::WebSocket => "websocket",
+            Kind::Sse => "sse",
+        }
+    }
+}
+
+/// The `transport` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preference {
+    /// WebSocket first; SSE for good once WebSocket cannot connect.
+    Auto,
+    WebSocket,
+    Sse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Connecting,
+    Open,
+    Reconnecting,
+    Closed,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Connecting => "connecting",
+            State::Open => "open",
+            State::Reconnecting => "reconnecting",
+            State::Closed => "closed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub preference: Preference,
+    pub min_backoff_ms: f64,
+    pub max_backoff_ms: f64,
+    /// Emits kept while offline, at most.
+    pub outbox_max: usize,
+    /// How long one connection attempt may take to be welcomed.
+    pub connect_timeout_ms: f64,
+    /// Event ids remembered for dedupe.
+    pub dedupe_ids: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            preference: Preference::Auto,
+            min_backoff_ms: 500.0,
+            max_backoff_ms: 20_000.0,
+            outbox_max: 1000,
+            connect_timeout_ms: 10_000.0,
+            dedupe_ids: 4096,
+        }
+    }
+}
+
+/// Client-side error codes; the gateway's codes pass through unchanged.
+pub mod code {
+    pub const OUTBOX_FULL: &str = "outbox_full";
+    pub const CLOSED: &str = "closed";
+    pub const CONNECT_TIMEOUT: &str = "connect_timeout";
+    pub const MALFORMED_FRAME: &str = "malformed_frame";
+    pub const HANDLER_ERROR: &str = "handler_error";
+    pub const TRANSPORT: &str = "transport_error";
+    pub const EVENT_TOO_LARGE: &str = "event_too_large";
+}
+
+/// One emit: the envelope is already JSON, so a resend is byte-identical and
+/// the gateway dedupes it by `id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Emit {
+    pub reference: u64,
+    pub id: String,
+    pub json: String,
+}
+
+#[derive(Debug)]
+pub enum Input<P> {
+    Start,
+    /// The gateway's welcome. `recovered` and `position` are set on SSE only.
+    Welcome {
+        heartbeat_ms: f64,
+        max_event_bytes: usize,
+        recovered: Option<bool>,
+        position: Option<String>,
+    },
+    /// WebSocket `subscribed`.
+    Subscribed {
+        recovered: bool,
+        position: Option<String>,
+    },
+    Event {
+        id: String,
+        ty: String,
+        seq: String,
+        payload: P,
+    },
+    /// Any other sign of life (pong, heartbeat).
+    Heard,
+    Ack {
+        reference: u64,
+        id: String,
+        seq: String,
+        duplicate: bool,
+    },
+    /// The gateway refused something. With a reference it was an emit.
+    Refused {
+        reference: Option<u64>,
+        code: String,
+        message: String,
+    },
+    /// An SSE emit's POST failed in a way worth retrying (network, 5xx).
+    PostFailed {
+        reference: u64,
+    },
+    /// The transport closed or failed; `code` is the gateway's reason if it gave one.
+    Closed {
+        code: Option<String>,
+    },
+    Tick,
+    Emit {
+        ty: String,
+        emit: Emit,
+    },
+    AddPattern(String),
+    RemovePattern(String),
+    Close,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Action<P> {
+    /// Open a transport. SSE subscribes with `topics` from `since` in the URL;
+    /// WebSocket gets a `Send` of its subscribe frame after the welcome.
+    Open {
+        kind: Kind,
+        topics: Vec<String>,
+        since: Option<String>,
+    },
+    CloseTransport,
+    /// A WebSocket text frame.
+    Send(String),
+    /// An SSE emit: POST the envelope.
+    Post {
+        reference: u64,
+        json: String,
+    },
+    Deliver {
+        ty: String,
+        payload: P,
+    },
+    Resolve {
+        reference: u64,
+        id: String,
+        seq: String,
+        duplicate: bool,
+    },
+    Reject {
+        reference: u64,
+        code: String,
+        message: String,
+    },
+    /// Feed `Input::Tick` after this many milliseconds (replaces any earlier request).
+    Wake(f64),
+    State {
+        state: State,
+        transport: Option<Kind>,
+        recovered: Option<bool>,
+        attempt: u32,
+        delay_ms: Option<f64>,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    /// Transport requested, waiting for the welcome.
+    Welcoming,
+    /// WebSocket welcomed, waiting for `subscribed`.
+    Subscribing,
+    Open,
+}
+
+pub struct Machine<P> {
+    cfg: Config,
+    backoff: Backoff,
+    state: State,
+    phase: Phase,
+    kind: Option<Kind>,
+    ws_ever_worked: bool,
+    ws_failed: bool,
+    attempt: u32,
+    patterns: Vec<String>,
+    last_seq: Option<String>,
+    seen: RecentIds,
+    outbox: VecDeque<Emit>,
+    inflight: VecDeque<Emit>,
+    heartbeat_ms: f64,
+    max_event_bytes: usize,
+    last_heard: f64,
+    reconnect_at: Option<f64>,
+    attempt_deadline: Option<f64>,
+    ping_at: Option<f64>,
+    retry_post_at: Option<f64>,
+    resubscribe_at: Option<f64>,
+    /// SSE with nothing to subscribe to: no stream is open (the gateway
+    /// needs at least one topic), but the channel is usable for emits.
+    idle: bool,
+    /// A reopen to change SSE topics: its success is not reported as a new
+    /// `open` (a failure is handled, and reported, like any other).
+    quiet: bool,
+    actions: Vec<Action<P>>,
+}
+
+/// Default heartbeat until the welcome says otherwise.
+const DEFAULT_HEARTBEAT_MS: f64 = 15_000.0;
+
+impl<P> Machine<P> {
+    pub fn new(cfg: Config, topics: Vec<String>) -> Machine<P> {
+        let mut patterns = Vec::new();
+        for t in topics {
+            if !patterns.contains(&t) {
+                patterns.push(t);
+            }
+        }
+        Machine {
+            backoff: Backoff::new(cfg.min_backoff_ms, cfg.max_backoff_ms),
+            seen: RecentIds::new(cfg.dedupe_ids),
+            cfg,
+            state: State::Connecting,
+            phase: Phase::Idle,
+            kind: None,
+            ws_ever_worked: false,
+            ws_failed: false,
+            attempt: 0,
+            patterns,
+            last_seq: None,
+            outbox: VecDeque::new(),
+            inflight: VecDeque::new(),
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            max_event_bytes: 64 * 1024,
+            last_heard: 0.0,
+            reconnect_at: None,
+            attempt_deadline: None,
+            ping_at: None,
+            retry_post_at: None,
+            resubscribe_at: None,
+            quiet: false,
+            idle: false,
+            actions: Vec::new(),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn transport(&self) -> Option<Kind> {
+        self.kind
+    }
+
+    pub fn last_seq(&self) -> Option<&str> {
+        self.last_seq.as_deref()
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Handles one input at time `now` (ms); `random` is uniform in [0, 1).
+    pub fn handle(&mut self, input: Input<P>, now: f64, random: f64) -> Vec<Action<P>> {
+        if self.state == State::Closed {
+            if let Input::Emit { emit, .. } = input {
+                self.reject(emit.reference, code::CLOSED, "the channel is closed");
+            }
+            return std::mem::take(&mut self.actions);
+        }
+        match input {
+            Input::Start => self.open(now),
+            Input::Welcome {
+                heartbeat_ms,
+                max_event_bytes,
+                recovered,
+                position,
+            } => {
+                self.last_heard = now;
+                if heartbeat_ms > 0.0 {
+                    self.heartbeat_ms = heartbeat_ms;
+                }
+                self.max_event_bytes = max_event_bytes;
+                if self.phase == Phase::Welcoming {
+                    match (self.kind, recovered) {
+                        (Some(Kind::WebSocket), _) if !self.patterns.is_empty() => {
+                            let _ = position;
+                            self.phase = Phase::Subscribing;
+                            let frame =
+                                subscribe_frame("sub", &self.patterns, self.last_seq.as_deref());
+                            self.actions.push(Action::Send(frame));
+                        }
+                        (_, recovered) => self.go_open(now, recovered.unwrap_or(true), position),
+                    }
+                }
+            }
+            Input::Subscribed {
+                recovered,
+                position,
+            } => {
+                self.last_heard = now;
+                if self.phase == Phase::Subscribing {
+                    self.go_open(now, recovered, position);
+                }
+            }
+            Input::Event {
+                id,
+                ty,
+                seq,
+                payload,
+            } => {
+                self.last_heard = now;
+                if self.seen.insert(&id) {
+                    self.last_seq = Some(seq);
+                    self.actions.push(Action::Deliver { ty, payload });
+                }
+            }
+            Input::Heard => self.last_heard = now,
+            Input::Ack {
+                reference,
+                id,
+                seq,
+                duplicate,
+            } => {
+                self.last_heard = now;
+                if let Some(i) = self.inflight.iter().position(|e| e.reference == reference) {
+                    self.inflight.remove(i);
+                    self.actions.push(Action::Resolve {
+                        reference,
+                        id,
+                        seq,
+                        duplicate,
+                    });
+                }
+                if self.kind == Some(Kind::Sse) {
+                    self.flush();
+                }
+            }
+            Input::Refused {
+                reference,
+                code,
+                message,
+            } => {
+                self.last_heard = now;
+                match reference.and_then(|r| self.inflight.iter().position(|e| e.reference == r)) {
+                    Some(i) => {
+                        let e = self.inflight.remove(i).expect("index is valid");
+                        self.actions.push(Action::Reject {
+                            reference: e.reference,
+                            code,
+                            message,
+                        });
+                        if self.kind == Some(Kind::Sse) {
+                            self.flush();
+                        }
+                    }
+                    None => self.actions.push(Action::Error { code, message }),
+                }
+            }
+            Input::PostFailed { reference } => {
+                if let Some(i) = self.inflight.iter().position(|e| e.reference == reference) {
+                    let e = self.inflight.remove(i).expect("index is valid");
+                    self.outbox.push_front(e);
+                    self.retry_post_at = Some(now + self.backoff.delay(1, random));
+                }
+            }
+            Input::Closed { code } => self.lost(now, random, code.as_deref()),
+            Input::Tick => self.tick(now, random),
+            Input::Emit { ty, emit } => self.emit(ty, emit),
+            Input::AddPattern(p) => {
+                if !self.patterns.contains(&p) {
+                    self.patterns.push(p.clone());
+                    match (self.phase, self.kind) {
+                        (Phase::Open | Phase::Subscribing, Some(Kind::WebSocket)) => {
+                            self.actions
+                                .push(Action::Send(subscribe_frame("add", &[p], None)));
+                        }
+                        (Phase::Open | Phase::Welcoming, Some(Kind::Sse)) => {
+                            // Coalesce a burst of subscribes into one reopen.
+                            self.resubscribe_at.get_or_insert(now);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Input::RemovePattern(p) => {
+                if let Some(i) = self.patterns.iter().position(|x| *x == p) {
+                    self.patterns.remove(i);
+                    if self.phase == Phase::Open && self.kind == Some(Kind::WebSocket) {
+                        let mut f = String::from("{\"op\":\"unsubscribe\",\"topics\":[");
+                        push_json_str(&mut f, &p);
+                        f.push_str("]}");
+                        self.actions.push(Action::Send(f));
+                    }
+                    // On SSE the stream keeps the topic until the next
+                    // reconnect; the channel simply stops delivering it.
+                }
+            }
+            Input::Close => {
+                self.state = State::Closed;
+                self.phase = Phase::Idle;
+                self.actions.push(Action::CloseTransport);
+                for e in self
+                    .inflight
+                    .drain(..)
+                    .chain(self.outbox.drain(..))
+                    .collect::<Vec<_>>()
+                {
+                    self.reject(
+                        e.reference,
+                        code::CLOSED,
+                        "the channel was closed before the gateway accepted this event",
+                    );
+                }
+                self.push_state(None, None);
+            }
+        }
+        self.schedule(now);
+        std::mem::take(&mut self.actions)
+    }
+
+    fn choose(&self) -> Kind {
+        match self.cfg.preference {
+            Preference::WebSocket => Kind::WebSocket,
+            Preference::Sse => Kind::Sse,
+            Preference::Auto if self.ws_failed => Kind::Sse,
+            Preference::Auto => Kind::WebSocket,
+        }
+    }
+
+    fn open(&mut self, now: f64) {
+        let kind = self.choose();
+        self.kind = Some(kind);
+        self.idle = kind == Kind::Sse && self.patterns.is_empty();
+        if self.idle {
+            // Nothing to stream yet: open without a stream. The first
+            // subscription opens one (see `AddPattern`).
+            self.reconnect_at = None;
+            self.attempt_deadline = None;
+            self.phase = Phase::Open;
+            return self.go_open(now, true, None);
+        }
+        self.phase = Phase::Welcoming;
+        self.reconnect_at = None;
+        self.resubscribe_at = None;
+        self.ping_at = None;
+        self.attempt_deadline = Some(now + self.cfg.connect_timeout_ms);
+        self.actions.push(Action::Open {
+            kind,
+            topics: self.patterns.clone(),
+            since: self.last_seq.clone(),
+        });
+    }
+
+    /// `position` is where the gateway's delivery starts: a channel that has
+    /// no position of its own yet, or whose position could not be honoured,
+    /// resumes from there next time, so even a connection that drops before
+    /// its first event loses nothing.
+    fn go_open(&mut self, now: f64, recovered: bool, position: Option<String>) {
+        if let Some(p) = position
+            && (!recovered || self.last_seq.is_none())
+        {
+            self.last_seq = Some(p);
+        }
+        self.phase = Phase::Open;
+        self.attempt = 0;
+        self.attempt_deadline = None;
+        self.last_heard = now;
+        if self.kind == Some(Kind::WebSocket) {
+            self.ws_ever_worked = true;
+            self.ping_at = Some(now + self.heartbeat_ms);
+        }
+        let was_quiet = std::mem::take(&mut self.quiet);
+        if !(was_quiet && self.state == State::Open && recovered) {
+            self.state = State::Open;
+            self.push_state(Some(recovered), None);
+        }
+        self.flush();
+    }
+
+    fn push_state(&mut self, recovered: Option<bool>, delay_ms: Option<f64>) {
+        self.actions.push(Action::State {
+            state: self.state,
+            transport: self.kind,
+            recovered,
+            attempt: self.attempt,
+            delay_ms,
+        });
+    }
+
+    /// The transport is gone: requeue what was in flight and schedule a reconnect.
+    fn lost(&mut self, now: f64, random: f64, code: Option<&str>) {
+        if self.phase == Phase::Idle {
+            return;
+        }
+        let never_welcomed = self.phase == Phase::Welcoming;
+        self.phase = Phase::Idle;
+        self.quiet = false;
+        self.ping_at = None;
+        self.attempt_deadline = None;
+        while let Some(e) = self.inflight.pop_back() {
+            self.outbox.push_front(e);
+        }
+        if self.cfg.preference == Preference::Auto
+            && self.kind == Some(Kind::WebSocket)
+            && never_welcomed
+            && !self.ws_ever_worked
+            && !self.ws_failed
+        {
+            // WebSocket never got through (a proxy that blocks upgrades, say):
+            // fall back to SSE at once, and stay there.
+            self.ws_failed = true;
+            return self.open(now);
+        }
+        self.attempt += 1;
+        let delay = match code {
+            // The gateway is going away on purpose: come back quickly.
+            Some("shutting_down") => self.cfg.min_backoff_ms,
+            _ => self.backoff.delay(self.attempt, random),
+        };
+        self.reconnect_at = Some(now + delay);
+        self.state = State::Reconnecting;
+        self.push_state(None, Some(delay));
+    }
+
+    fn tick(&mut self, now: f64, random: f64) {
+        if self.reconnect_at.is_some_and(|t| t <= now) {
+            self.open(now);
+        }
+        if self.attempt_deadline.is_some_and(|t| t <= now) {
+            self.actions.push(Action::CloseTransport);
+            self.actions.push(Action::Error {
+                code: code::CONNECT_TIMEOUT.into(),
+                message: "the gateway did not welcome this connection in time".into(),
+            });
+            self.lost(now, random, None);
+        }
+        if self.phase == Phase::Open
+            && !self.idle
+            && now - self.last_heard > 2.0 * self.heartbeat_ms
+        {
+            self.actions.push(Action::CloseTransport);
+            self.lost(now, random, Some("heartbeat_timeout"));
+        }
+        if let Some(t) = self.ping_at
+            && t <= now
+            && self.phase == Phase::Open
+        {
+            self.actions.push(Action::Send("{\"op\":\"ping\"}".into()));
+            self.ping_at = Some(now + self.heartbeat_ms);
+        }
+        if self.retry_post_at.is_some_and(|t| t <= now) {
+            self.retry_post_at = None;
+            self.flush();
+        }
+        if self.resubscribe_at.is_some_and(|t| t <= now) {
+            self.resubscribe_at = None;
+            if self.kind == Some(Kind::Sse) && self.phase != Phase::Idle {
+                // New SSE topics need a new stream. It resumes from the last
+                // position, so nothing is missed, and while the channel was
+                // open this is not reported as a reconnect. POSTs in flight
+                // are separate requests and finish on their own.
+                self.quiet = self.phase == Phase::Open;
+                if !self.idle {
+                    self.actions.push(Action::CloseTransport);
+                }
+                self.open(now);
+            }
+        }
+    }
+
+    /// Asks for a wake-up at the earliest deadline.
+    fn schedule(&mut self, now: f64) {
+        let liveness = (self.phase == Phase::Open && !self.idle)
+            .then_some(self.last_heard + 2.0 * self.heartbeat_ms + 1.0);
+        let next = [
+            self.reconnect_at,
+            self.attempt_deadline,
+            self.ping_at,
+            self.retry_post_at,
+            self.resubscribe_at,
+            liveness,
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(f64::min);
+        if let Some(t) = next {
+            self.actions.push(Action::Wake((t - now).max(0.0)));
+        }
+    }
+
+    fn reject(&mut self, reference: u64, code: &str, message: &str) {
+        self.actions.push(Action::Reject {
+            reference,
+            code: code.into(),
+            message: message.into(),
+        });
+    }
+
+    fn emit(&mut self, ty: String, emit: Emit) {
+        if let Err(e) = Topic::parse(&ty) {
+            return self.reject(emit.reference, e.code.as_str(), &e.message);
+        }
+        if emit.json.len() > self.max_event_bytes {
+            let mut m = String::from("the event is larger than the gateway's limit of ");
+            push_u64(&mut m, self.max_event_bytes as u64);
+            m.push_str(" bytes");
+            return self.reject(emit.reference, code::EVENT_TOO_LARGE, &m);
+        }
+        if self.outbox.len() >= self.cfg.outbox_max {
+            let mut m = String::from("the outbox already holds ");
+            push_u64(&mut m, self.cfg.outbox_max as u64);
+            m.push_str(" events waiting for a connection");
+            return self.reject(emit.reference, code::OUTBOX_FULL, &m);
+        }
+        self.outbox.push_back(emit);
+        self.flush();
+    }
+
+    /// Sends what the outbox holds, if the connection is open. SSE sends one
+    /// POST at a time so the gateway accepts emits in order.
+    fn flush(&mut self) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        match self.kind {
+            Some(Kind::WebSocket) => {
+                while let Some(e) = self.outbox.pop_front() {
+                    let mut f = String::with_capacity(e.json.len() + 40);
+                    f.push_str("{\"op\":\"emit\",\"ref\":\"");
+                    push_u64(&mut f, e.reference);
+                    f.push_str("\",\"event\":");
+                    f.push_str(&e.json);
+                    f.push('}');
+                    self.actions.push(Action::Send(f));
+                    self.inflight.push_back(e);
+                }
+            }
+            Some(Kind::Sse) => {
+                if self.inflight.is_empty()
+                    && self.retry_post_at.is_none()
+                    && let Some(e) = self.outbox.pop_front()
+                {
+                    self.actions.push(Action::Post {
+                        reference: e.reference,
+                        json: e.json.clone(),
+                    });
+                    self.inflight.push_back(e);
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+fn subscribe_frame(reference: &str, topics: &[String], since: Option<&str>) -> String {
+    let mut f = String::from("{\"op\":\"subscribe\",\"ref\":\"");
+    f.push_str(reference);
+    f.push_str("\",\"topics\":[");
+    for (i, t) in topics.iter().enumerate() {
+        if i > 0 {
+            f.push(',');
+        }
+        push_json_str(&mut f, t);
+    }
+    f.push(']');
+    if let Some(s) = since {
+        f.push_str(",\"since\":");
+        push_json_str(&mut f, s);
+    }
+    f.push('}');
+    f
+}
+
+/// Appends `s` as a JSON string. Topics and positions are plain ASCII by
+/// grammar, but escaping keeps a bad one from corrupting the frame.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                out.push_str("\\u00");
+                let hex = b"0123456789abcdef";
+                out.push(hex[(c as usize) >> 4] as char);
+                out.push(hex[(c as usize) & 15] as char);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Appends a decimal number without pulling in the formatting machinery.
+pub fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|&b| char::from(b)));
+}

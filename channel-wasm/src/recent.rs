@@ -1,0 +1,124 @@
+//! The ids of recently delivered events, for dedupe: a fixed-size set that
+//! forgets the oldest id once full.
+//!
+//! Ids are stored as 64-bit FNV-1a hashes in an open-addressing table, so
+//! each check costs one hash and a probe or two, and the wasm binary does
+//! not carry a general hash map.
+
+pub struct RecentIds {
+    order: std::collections::VecDeque<u64>,
+    slots: Vec<u64>,
+    cap: usize,
+    tombs: usize,
+}
+
+const EMPTY: u64 = 0;
+const TOMB: u64 = 1;
+
+fn fnv1a(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // 0 and 1 mark empty and deleted slots.
+    h.max(2)
+}
+
+impl RecentIds {
+    pub fn new(cap: usize) -> RecentIds {
+        let cap = cap.max(1);
+        RecentIds {
+            order: std::collections::VecDeque::with_capacity(cap),
+            slots: vec![EMPTY; (cap * 2).next_power_of_two()],
+            cap,
+            tombs: 0,
+        }
+    }
+
+    fn find(&self, h: u64) -> (Option<usize>, usize) {
+        let mask = self.slots.len() - 1;
+        let mut i = (h as usize) & mask;
+        let mut free = None;
+        loop {
+            match self.slots[i] {
+                EMPTY => return (None, free.unwrap_or(i)),
+                TOMB => {
+                    free.get_or_insert(i);
+                }
+                x if x == h => return (Some(i), i),
+                _ => {}
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Records `id`; returns false when it was already there.
+    pub fn insert(&mut self, id: &str) -> bool {
+        let h = fnv1a(id);
+        let (found, free) = self.find(h);
+        if found.is_some() {
+            return false;
+        }
+        if self.order.len() == self.cap {
+            let old = self.order.pop_front().expect("full");
+            if let (Some(i), _) = self.find(old) {
+                self.slots[i] = TOMB;
+                self.tombs += 1;
+            }
+        }
+        // Marking a slot deleted never takes `free` away.
+        if self.slots[free] == TOMB {
+            self.tombs -= 1;
+        }
+        self.slots[free] = h;
+        self.order.push_back(h);
+        if self.tombs > self.slots.len() / 4 {
+            self.rebuild();
+        }
+        true
+    }
+
+    fn rebuild(&mut self) {
+        self.slots.iter_mut().for_each(|s| *s = EMPTY);
+        self.tombs = 0;
+        let order: Vec<u64> = self.order.iter().copied().collect();
+        for h in order {
+            let (_, free) = self.find(h);
+            self.slots[free] = h;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_then_forgets_the_oldest() {
+        let mut r = RecentIds::new(3);
+        assert!(r.insert("a"));
+        assert!(!r.insert("a"));
+        assert!(r.insert("b"));
+        assert!(r.insert("c"));
+        assert!(r.insert("d"), "evicts a");
+        assert!(!r.insert("b"));
+        assert!(r.insert("a"), "a was forgotten");
+    }
+
+    #[test]
+    fn many_ids_stay_consistent() {
+        let mut r = RecentIds::new(100);
+        for round in 0..5 {
+            for i in 0..1000 {
+                let id = format!("id-{round}-{i}");
+                assert!(r.insert(&id), "{id}");
+                assert!(!r.insert(&id), "{id}");
+            }
+        }
+        // The last 100 are still remembered.
+        for i in 900..1000 {
+            assert!(!r.insert(&format!("id-4-{i}")));
+        }
+    }
+}

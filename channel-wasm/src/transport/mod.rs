@@ -1,0 +1,37 @@
+//! The two browser transports, with one shape: `open(url, on)` starts one,
+//! every signal goes to `on`, `close()` detaches the handlers first so a
+//! transport that was let go can never report again.
+
+pub mod sse;
+pub mod websocket;
+
+use std::rc::Rc;
+
+/// What a transport reports.
+pub enum Signal {
+    /// A text frame (WebSocket) or an unnamed event's data (SSE).
+    Frame(String),
+    /// SSE `$welcome` data.
+    Welcome(String),
+    /// SSE `$heartbeat`.
+    Heartbeat,
+    /// The transport ended; the gateway's reason code when it gave one.
+    Closed(Option<String>),
+}
+
+pub type OnSignal = Rc<dyn Fn(Signal)>;
+
+/// The transport in use.
+pub enum Transport {
+    WebSocket(websocket::WebSocketTransport),
+    Sse(sse::SseTransport),
+}
+
+impl Transport {
+    pub fn close(self) {
+        match self {
+            Transport::WebSocket(t) => t.close(),
+            Transport::Sse(t) => t.close(),
+        }
+    }
+}
