@@ -62,6 +62,12 @@ fn new_id() -> String {
     id
 }
 
+/// A copy of a listener list, taken before calling any of them: a listener
+/// may add or remove listeners while it runs.
+fn snapshot(list: &RefCell<Vec<(u32, Function)>>) -> Vec<Function> {
+    list.borrow().iter().map(|(_, f)| f.clone()).collect()
+}
+
 struct Handler {
     id: u32,
     pattern: Pattern,
@@ -166,13 +172,7 @@ impl Inner {
                 if let Some(d) = delay_ms {
                     set(&info, "delayMs", &d.into());
                 }
-                let listeners: Vec<Function> = self
-                    .state_listeners
-                    .borrow()
-                    .iter()
-                    .map(|(_, f)| f.clone())
-                    .collect();
-                for f in listeners {
+                for f in snapshot(&self.state_listeners) {
                     if let Err(e) = f.call2(&JsValue::NULL, &state.name().into(), &info) {
                         self.report_thrown(e);
                     }
@@ -200,12 +200,7 @@ impl Inner {
 
     /// Sends an error to every `onError` listener, or to `console.error`.
     fn report(&self, e: &JsValue) {
-        let listeners: Vec<Function> = self
-            .error_listeners
-            .borrow()
-            .iter()
-            .map(|(_, f)| f.clone())
-            .collect();
+        let listeners = snapshot(&self.error_listeners);
         if listeners.is_empty() {
             web_sys::console::error_2(&"eventwire:".into(), e);
         }

@@ -509,3 +509,36 @@ async fn auto_falls_back_to_sse_when_websocket_is_refused() {
     );
     c.channel.close();
 }
+
+#[wasm_bindgen_test]
+async fn the_token_function_is_called_again_on_every_connect() {
+    for transport in TRANSPORTS {
+        let base = gateway("tight");
+        let r = root("token", transport);
+        let calls = Rc::new(RefCell::new(0u32));
+        let c2 = calls.clone();
+        let token = Closure::<dyn FnMut() -> JsValue>::new(move || {
+            *c2.borrow_mut() += 1;
+            // An async token source: a promise of a string.
+            let t = JsValue::from_str(&format!("token-{}", c2.borrow()));
+            Promise::resolve(&t).into()
+        });
+        let topics: Array = [JsValue::from_str(&format!("{r}.>"))].into_iter().collect();
+        let options = obj(&[
+            ("url", base.into()),
+            ("transport", transport.into()),
+            ("topics", topics.into()),
+            ("minBackoffMs", 200.into()),
+            ("token", token.as_ref().clone()),
+        ]);
+        let channel = Channel::new(&options).unwrap();
+        channel.start();
+        until("the channel to open", || channel.state() == "open").await;
+        assert_eq!(*calls.borrow(), 1);
+        // Make the gateway cut the connection; the reconnect asks for a fresh token.
+        post(base, &events_json(&format!("{r}.kick"), 1, 100, 200)).await;
+        until("a second token", || *calls.borrow() >= 2).await;
+        until("the channel to reopen", || channel.state() == "open").await;
+        channel.close();
+    }
+}

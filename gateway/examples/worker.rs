@@ -15,7 +15,9 @@ use std::time::Duration;
 
 #[tokio::main]
 async fn main() {
-    let base = std::env::args().nth(1).unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let base = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
     let http = reqwest::Client::new();
     let mut last_seq: Option<String> = None;
     loop {
@@ -27,7 +29,11 @@ async fn main() {
 }
 
 /// Reads the SSE stream until it ends, handling each `ui.*` event once.
-async fn follow(http: &reqwest::Client, base: &str, last_seq: &mut Option<String>) -> Result<(), String> {
+async fn follow(
+    http: &reqwest::Client,
+    base: &str,
+    last_seq: &mut Option<String>,
+) -> Result<(), String> {
     let mut req = http.get(format!("{base}/v1/sse?topic=ui.%3E"));
     if let Some(seq) = last_seq.as_deref() {
         req = req.header("last-event-id", seq);
@@ -43,7 +49,12 @@ async fn follow(http: &reqwest::Client, base: &str, last_seq: &mut Option<String
         // SSE events end with a blank line; our data is always one line.
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
-            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::to_owned)
+            };
             match (field("event: ").as_deref(), field("id: "), field("data: ")) {
                 (Some("$welcome"), _, Some(data)) => {
                     // Before the first event, resume from where the stream began.
@@ -52,7 +63,9 @@ async fn follow(http: &reqwest::Client, base: &str, last_seq: &mut Option<String
                         *last_seq = w["position"].as_str().map(str::to_owned);
                     }
                 }
-                (Some("$close"), _, data) => return Err(format!("gateway closed the stream: {data:?}")),
+                (Some("$close"), _, data) => {
+                    return Err(format!("gateway closed the stream: {data:?}"));
+                }
                 (_, Some(seq), Some(data)) => {
                     let event: Value = serde_json::from_str(&data).map_err(|e| e.to_string())?;
                     react(http, base, &event).await?;
@@ -77,21 +90,37 @@ async fn react(http: &reqwest::Client, base: &str, ui: &Value) -> Result<(), Str
             "notification.note",
             json!({ "message": format!("New note: {}", data["text"].as_str().unwrap_or("")) }),
         ),
-        _ => ("notification.seen", json!({ "message": format!("Saw {}", ui["type"]) })),
+        _ => (
+            "notification.seen",
+            json!({ "message": format!("Saw {}", ui["type"]) }),
+        ),
     };
-    let correlation = ui["correlationid"].as_str().or(ui["id"].as_str()).unwrap_or_default();
+    let correlation = ui["correlationid"]
+        .as_str()
+        .or(ui["id"].as_str())
+        .unwrap_or_default();
     // The id derives from the UI event's, so a retry, or a replay after the
     // worker restarts, is deduplicated by the gateway instead of notifying twice.
     let id = format!("n-{}", ui["id"].as_str().unwrap_or_default());
     let notification = json!({ "id": id, "type": ty, "correlationid": correlation, "source": "example-worker", "data": payload });
     // Retry until the gateway accepts it: the worker must not lose a reaction.
     loop {
-        match http.post(format!("{base}/v1/events")).json(&notification).send().await {
+        match http
+            .post(format!("{base}/v1/events"))
+            .json(&notification)
+            .send()
+            .await
+        {
             Ok(r) if r.status().is_success() => break,
-            Ok(r) if r.status().is_client_error() => return Err(format!("refused: {}", r.text().await.unwrap_or_default())),
+            Ok(r) if r.status().is_client_error() => {
+                return Err(format!("refused: {}", r.text().await.unwrap_or_default()));
+            }
             _ => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
-    println!("{}", json!({ "handled": ui["id"], "type": ui["type"], "seq": ui["seq"], "correlationid": correlation, "data": data }));
+    println!(
+        "{}",
+        json!({ "handled": ui["id"], "type": ui["type"], "seq": ui["seq"], "correlationid": correlation, "data": data })
+    );
     Ok(())
 }
