@@ -187,6 +187,28 @@ impl Pattern {
             .all(|s| matches!(s, Segment::Literal(_)))
     }
 
+    /// Whether every topic that `other` matches is also matched by `self`:
+    /// `order.>` covers `order.*.eu`, `order.*` does not cover `order.>`.
+    /// Used to decide whether a subscription stays inside granted rights.
+    pub fn covers(&self, other: &Pattern) -> bool {
+        let mut mine = self.segments.iter();
+        let mut theirs = other.segments.iter();
+        loop {
+            match (mine.next(), theirs.next()) {
+                // `>` takes one or more segments: the other side needs at least one left.
+                (Some(Segment::Rest), Some(_)) => return true,
+                (Some(Segment::Rest), None) => return false,
+                // A `>` on the other side reaches deeper than anything but `>`.
+                (Some(_), Some(Segment::Rest)) => return false,
+                (Some(Segment::One), Some(_)) => {}
+                (Some(Segment::Literal(a)), Some(Segment::Literal(b))) if a == b => {}
+                (Some(Segment::Literal(_)), Some(_)) => return false,
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+
     /// Whether `topic` (assumed valid) matches this pattern.
     pub fn matches(&self, topic: &str) -> bool {
         let mut parts = topic.split('.');
@@ -276,6 +298,30 @@ mod tests {
         assert!(Topic::parse(&vec!["a"; MAX_SEGMENTS].join(".")).is_ok());
         assert!(Topic::parse(&"x".repeat(MAX_SEGMENT_LEN + 1)).is_err());
         assert!(Topic::parse(&"x".repeat(MAX_SEGMENT_LEN)).is_ok());
+    }
+
+    #[test]
+    fn covers_is_pattern_containment() {
+        let c = |a: &str, b: &str| {
+            Pattern::parse(a)
+                .unwrap()
+                .covers(&Pattern::parse(b).unwrap())
+        };
+        assert!(c("order.>", "order.*"));
+        assert!(c("order.>", "order.*.eu"));
+        assert!(c("order.>", "order.>"));
+        assert!(c("order.*", "order.placed"));
+        assert!(c(">", "a.b.>"));
+        assert!(c("user.u1.>", "user.u1.inbox"));
+        assert!(!c("order.*", "order.>"));
+        assert!(!c("order.*", "order.a.b"));
+        assert!(!c("order.placed", "order.*"));
+        assert!(
+            !c("user.u1.>", "user.*.inbox"),
+            "a wildcard where a literal was granted widens"
+        );
+        assert!(!c("order.>", "order"));
+        assert!(!c("a.b", "a"));
     }
 
     #[test]

@@ -48,6 +48,35 @@ proptest! {
         prop_assert_eq!(parsed.matches(&t), reference_match(&ps, &ts));
     }
 
+    /// `covers` agrees with its definition, checked by brute force: every
+    /// topic (of up to 6 segments over the test alphabet) that the narrower
+    /// pattern matches, the wider one matches too.
+    #[test]
+    fn covers_means_every_matching_topic_is_matched(a in pattern(), b in pattern(), topics in prop::collection::vec(topic(), 64)) {
+        let (pa, pb) = (Pattern::parse(&a).unwrap(), Pattern::parse(&b).unwrap());
+        if pa.covers(&pb) {
+            for t in &topics {
+                prop_assert!(!pb.matches(t) || pa.matches(t), "{a} covers {b} but not {t}");
+            }
+            // A concrete witness: b with its wildcards filled in.
+            let witness: Vec<&str> = b.split('.').map(|s| if s == "*" || s == ">" { "zz" } else { s }).collect();
+            prop_assert!(pa.matches(&witness.join(".")));
+        } else {
+            // Not covered: some topic b matches escapes a. Search a few fillers.
+            let fillers = ["zz", "a", "b", "c-d", "E_1"];
+            let mut found = false;
+            for f in fillers {
+                for extra in [false, true] {
+                    let mut segs: Vec<String> = b.split('.').map(|s| if s == "*" || s == ">" { f.to_string() } else { s.to_string() }).collect();
+                    if extra && b.ends_with('>') { segs.push(f.to_string()); }
+                    let t = segs.join(".");
+                    if pb.matches(&t) && !pa.matches(&t) { found = true; }
+                }
+            }
+            prop_assert!(found, "{a} does not cover {b}, yet no escaping topic was found");
+        }
+    }
+
     #[test]
     fn every_topic_matches_itself_and_the_full_wildcard(t in topic()) {
         prop_assert!(Pattern::parse(&t).unwrap().matches(&t));
