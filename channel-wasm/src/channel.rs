@@ -179,6 +179,41 @@ impl Inner {
                 }
             }
             Action::Error { code, message } => self.report(&error(&code, &message)),
+            Action::Reauth => self.reauth(),
+        }
+    }
+
+    /// Asks the token function for a fresh token and sends it in band.
+    fn reauth(self: &Rc<Self>) {
+        let source = &self.token_source;
+        if !source.is_function() {
+            return; // A fixed token cannot be refreshed; the gateway will close.
+        }
+        let generation = self.generation.get();
+        let weak = Rc::downgrade(self);
+        let got = Closure::once_into_js(move |token: JsValue| {
+            let Some(inner) = weak.upgrade() else { return };
+            let Some(t) = token.as_string() else { return };
+            if inner.generation.get() != generation {
+                return;
+            }
+            let mut frame = String::from("{\"op\":\"auth\",\"token\":");
+            push_json_str(&mut frame, &t);
+            frame.push('}');
+            *inner.token.borrow_mut() = Some(t);
+            if let Some(Transport::WebSocket(ws)) = &*inner.transport.borrow() {
+                ws.send(&frame);
+            }
+        });
+        let weak = Rc::downgrade(self);
+        let failed = Closure::once_into_js(move |e: JsValue| {
+            if let Some(inner) = weak.upgrade() {
+                inner.report(&e);
+            }
+        });
+        match source.unchecked_ref::<Function>().call0(&JsValue::NULL) {
+            Ok(v) => sse::then(&Promise::resolve(&v), &got, &failed),
+            Err(e) => sse::then(&Promise::reject(&e), &got, &failed),
         }
     }
 
@@ -382,6 +417,12 @@ impl Inner {
                         seq: s("seq"),
                         duplicate: opt(&receipt, "duplicate").as_bool().unwrap_or(false),
                     }
+                }
+                // An expired token is not the event's fault: get a fresh one
+                // and send the event again.
+                PostOutcome::Refused(code, _) if code == "token_expired" => {
+                    inner.reauth();
+                    Input::PostFailed { reference }
                 }
                 PostOutcome::Refused(code, message) => Input::Refused {
                     reference: Some(reference),

@@ -99,7 +99,7 @@ pub fn ws_frame(text: &str) -> Result<Input<JsValue>, Malformed> {
             code: string(&v, "code").unwrap_or_else(|| "unknown".into()),
             message: string(&v, "message").unwrap_or_default(),
         },
-        op::PONG | op::UNSUBSCRIBED => Input::Heard,
+        op::PONG | op::UNSUBSCRIBED | op::AUTHENTICATED => Input::Heard,
         _ => return Err(Malformed("a frame has an unknown op")),
     })
 }

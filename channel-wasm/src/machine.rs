@@ -199,6 +199,9 @@ pub enum Action<P> {
         code: String,
         message: String,
     },
+    /// The gateway says the token expired: get a fresh one from the token
+    /// function and send it as a WebSocket `auth` frame.
+    Reauth,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,6 +398,9 @@ impl<P> Machine<P> {
                             self.flush();
                         }
                     }
+                    None if code == "token_expired" && self.kind == Some(Kind::WebSocket) => {
+                        self.actions.push(Action::Reauth);
+                    }
                     None => self.actions.push(Action::Error { code, message }),
                 }
             }
@@ -555,8 +561,9 @@ impl<P> Machine<P> {
         }
         self.attempt += 1;
         let delay = match code {
-            // The gateway is going away on purpose: come back quickly.
-            Some("shutting_down") => self.cfg.min_backoff_ms,
+            // The gateway is going away on purpose, or wants a fresh token
+            // (asked for on every connect): come back quickly.
+            Some("shutting_down" | "token_expired") => self.cfg.min_backoff_ms,
             _ => self.backoff.delay(self.attempt, random),
         };
         self.reconnect_at = Some(now + delay);

@@ -6,6 +6,8 @@
 //! - `EVENTWIRE_TEST_GATEWAY_TIGHT`: an 8 KiB outbox, so a 100-event batch
 //!   makes the gateway cut a connection as `slow_consumer`.
 //! - `EVENTWIRE_TEST_GATEWAY_NO_WS`: `--websocket=false`.
+//! - `EVENTWIRE_TEST_GATEWAY_AUTH`: `--jwt-secret $EVENTWIRE_TEST_JWT_SECRET`
+//!   and a 1 s heartbeat (so an expired token's grace period is short).
 
 #![cfg(target_arch = "wasm32")]
 
@@ -24,6 +26,7 @@ fn gateway(which: &str) -> &'static str {
     match which {
         "main" => option_env!("EVENTWIRE_TEST_GATEWAY"),
         "tight" => option_env!("EVENTWIRE_TEST_GATEWAY_TIGHT"),
+        "auth" => option_env!("EVENTWIRE_TEST_GATEWAY_AUTH"),
         _ => option_env!("EVENTWIRE_TEST_GATEWAY_NO_WS"),
     }
     .expect("run through scripts/test, which starts the gateways and sets EVENTWIRE_TEST_GATEWAY*")
@@ -539,6 +542,89 @@ async fn the_token_function_is_called_again_on_every_connect() {
         post(base, &events_json(&format!("{r}.kick"), 1, 100, 200)).await;
         until("a second token", || *calls.borrow() >= 2).await;
         until("the channel to reopen", || channel.state() == "open").await;
+        channel.close();
+    }
+}
+
+/// Mints an HS256 token in the page with WebCrypto, as an app's token
+/// endpoint would; `exp_in` seconds from now.
+async fn mint(sub: &str, exp_in: u32) -> String {
+    let Some(secret) = option_env!("EVENTWIRE_TEST_JWT_SECRET") else {
+        panic!("run through scripts/test, which sets EVENTWIRE_TEST_JWT_SECRET")
+    };
+    let f = Function::new_with_args(
+        "secret, sub, expIn",
+        r#"
+        const enc = new TextEncoder();
+        const b64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+        const part = (o) => b64(enc.encode(JSON.stringify(o)));
+        const head = part({ alg: 'HS256', typ: 'JWT' });
+        const body = part({ sub, exp: Math.floor(Date.now() / 1000) + expIn,
+          eventwire: { subscribe: ['user.{sub}.>'], publish: ['user.{sub}.>'] } });
+        return crypto.subtle.importKey('raw', enc.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign'])
+          .then((key) => crypto.subtle.sign('HMAC', key, enc.encode(`${head}.${body}`)))
+          .then((sig) => `${head}.${body}.${b64(sig)}`);
+        "#,
+    );
+    let p: Promise = f
+        .call3(&JsValue::NULL, &secret.into(), &sub.into(), &exp_in.into())
+        .unwrap()
+        .unchecked_into();
+    JsFuture::from(p).await.unwrap().as_string().unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn an_expiring_token_is_refreshed_and_nothing_is_lost() {
+    let base = gateway("auth");
+    for transport in TRANSPORTS {
+        let sub = format!("u{}", (js_sys::Math::random() * 1e9) as u64);
+        // The first token lives 2 s; later ones an hour.
+        let short = mint(&sub, 2).await;
+        let long = mint(&sub, 3600).await;
+        let calls = Rc::new(RefCell::new(0u32));
+        let c2 = calls.clone();
+        let token = Closure::<dyn FnMut() -> JsValue>::new(move || {
+            *c2.borrow_mut() += 1;
+            let t = if *c2.borrow() == 1 { &short } else { &long };
+            let t = JsValue::from_str(t);
+            Promise::resolve(&t).into()
+        });
+        let topics: Array = [JsValue::from_str(&format!("user.{sub}.>"))]
+            .into_iter()
+            .collect();
+        let options = obj(&[
+            ("url", base.into()),
+            ("transport", transport.into()),
+            ("topics", topics.into()),
+            ("minBackoffMs", 200.into()),
+            ("token", token.as_ref().clone()),
+        ]);
+        let channel = Channel::new(&options).unwrap();
+        let got = recorder();
+        channel
+            .subscribe(&format!("user.{sub}.>"), got.f.clone())
+            .unwrap();
+        channel.start();
+        until("the channel to open", || channel.state() == "open").await;
+        // Emit across the expiry: every one is accepted and delivered once.
+        for n in 1..=8u32 {
+            JsFuture::from(channel.emit(
+                &format!("user.{sub}.note"),
+                &obj(&[("n", n.into())]),
+                &JsValue::UNDEFINED,
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{transport}: emit {n} failed: {e:?}"));
+            sleep(500).await;
+        }
+        until("all 8 events", || got.len() >= 8).await;
+        sleep(300).await;
+        assert_eq!(got.data_n(), (1..=8).collect::<Vec<_>>(), "{transport}");
+        assert!(
+            *calls.borrow() >= 2,
+            "{transport}: the token function was asked again"
+        );
+        assert_eq!(channel.state(), "open");
         channel.close();
     }
 }

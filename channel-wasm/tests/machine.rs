@@ -621,3 +621,33 @@ fn a_connection_lost_before_its_first_event_resumes_from_the_welcome_position() 
     );
     assert_eq!(m.last_seq(), Some("n-7"));
 }
+
+#[test]
+fn an_expired_token_is_refreshed_in_band_on_websocket_and_by_reconnecting_on_sse() {
+    let mut m = open_ws();
+    let expired = Input::Refused {
+        reference: None,
+        code: "token_expired".into(),
+        message: "m".into(),
+    };
+    assert_eq!(act(&mut m, expired, 3.0), [Action::Reauth]);
+    let mut m = machine(Preference::Sse, &["a"]);
+    act(&mut m, Input::Start, 0.0);
+    act(&mut m, welcome(Some(true)), 1.0);
+    for _ in 0..3 {
+        m.handle(Input::Closed { code: None }, 2.0, 1.0);
+        m.handle(Input::Tick, 1e6, 1.0);
+    }
+    let out = m.handle(
+        Input::Closed {
+            code: Some("token_expired".into()),
+        },
+        1e6,
+        1.0,
+    );
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::State { delay_ms: Some(d), .. } if *d == 500.0)),
+        "{out:?}"
+    );
+}

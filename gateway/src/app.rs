@@ -1,12 +1,13 @@
 //! The router, in one place, and the state every handler shares.
 
+use crate::auth::{Authenticator, Identity};
 use crate::config::{Config, EngineKind};
 use crate::engine::memory::{MemoryConfig, MemoryEngine};
 use crate::engine::{Engine, EngineError};
 use crate::error::ApiError;
 use crate::hub::Hub;
-use crate::limits::ConnLimit;
-use crate::listener::GatewayListener;
+use crate::limits::{ConnLimit, PerIp};
+use crate::listener::{ClientAddr, GatewayListener};
 use crate::metrics::Metrics;
 use crate::transport::{publish, sse, ws};
 use axum::Json;
@@ -34,6 +35,55 @@ pub struct Shared {
     pub limit: Arc<ConnLimit>,
     /// Cancelled when shutdown starts.
     pub shutdown: CancellationToken,
+    pub auth: Authenticator,
+    /// New streaming connections, per client address.
+    pub connects: PerIp,
+    /// POSTs made with user tokens, per client address.
+    pub posts: PerIp,
+}
+
+/// Why a gateway could not be built.
+#[derive(Debug)]
+pub enum StartError {
+    Engine(EngineError),
+    /// A configuration problem, e.g. an unreadable key file.
+    Config(String),
+}
+
+impl From<EngineError> for StartError {
+    fn from(e: EngineError) -> Self {
+        StartError::Engine(e)
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Engine(e) => write!(f, "engine: {e:?}"),
+            StartError::Config(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The client's address as the listener saw it, when the router was served
+/// by [`Gateway::serve`]. (Addresses in `X-Forwarded-For` are not trusted.)
+pub type Peer = Option<axum::Extension<axum::extract::ConnectInfo<ClientAddr>>>;
+
+pub fn peer_ip(peer: &Peer) -> Option<std::net::IpAddr> {
+    peer.as_ref().map(|p| (p.0).0.0.ip())
+}
+
+impl Shared {
+    /// Authenticates a request or connection from its headers and query.
+    pub fn identify(
+        &self,
+        headers: &axum::http::HeaderMap,
+        query: Option<&str>,
+    ) -> Result<Identity, eventwire_protocol::ProtocolError> {
+        let token =
+            crate::auth::token_from(headers, query, self.config.auth.auth_cookie.as_deref());
+        self.auth.identify(token.as_deref())
+    }
 }
 
 /// A built gateway: engine, hub and router, ready to serve.
@@ -42,7 +92,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub async fn new(config: Config) -> Result<Gateway, EngineError> {
+    pub async fn new(config: Config) -> Result<Gateway, StartError> {
         let engine: Arc<dyn Engine> = match config.engine {
             EngineKind::Memory => Arc::new(MemoryEngine::new(MemoryConfig {
                 max_events: config.history_max_events,
@@ -50,6 +100,12 @@ impl Gateway {
                 dedupe_window: config.dedupe_window,
                 ..MemoryConfig::default()
             })),
+            EngineKind::Nats => Arc::new(
+                crate::engine::nats::NatsEngine::connect(
+                    crate::engine::nats::NatsConfig::from_config(&config),
+                )
+                .await?,
+            ),
         };
         Gateway::with_engine(config, engine).await
     }
@@ -58,7 +114,8 @@ impl Gateway {
     pub async fn with_engine(
         config: Config,
         engine: Arc<dyn Engine>,
-    ) -> Result<Gateway, EngineError> {
+    ) -> Result<Gateway, StartError> {
+        let auth = config.auth.authenticator().map_err(StartError::Config)?;
         let prometheus = crate::metrics::recorder();
         let metrics = Arc::new(Metrics::new());
         let hub = Hub::start(
@@ -71,6 +128,9 @@ impl Gateway {
         Ok(Gateway {
             shared: Arc::new(Shared {
                 limit: ConnLimit::new(config.max_connections),
+                auth,
+                connects: PerIp::new(config.connect_rate, config.connect_burst, "new connections"),
+                posts: PerIp::new(config.emit_rate, config.emit_burst, "events"),
                 config,
                 hub,
                 metrics,
@@ -110,8 +170,11 @@ impl Gateway {
                 ));
             });
         }
-        let serve =
-            axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<ClientAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let deadline = async {
             shutdown.cancelled().await;
             tokio::time::sleep(shared.config.shutdown_timeout).await;
@@ -180,7 +243,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
     if let Some(cors) = cors(&shared.config.cors_origins) {
         app = app.layer(cors);
     }
-    app.layer(TraceLayer::new_for_http()).with_state(shared)
+    // Spans name the path only: query strings carry `access_token`, and
+    // tokens must never reach a log.
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+        tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+    });
+    app.layer(trace).with_state(shared)
 }
 
 async fn healthz() -> impl IntoResponse {

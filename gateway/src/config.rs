@@ -12,6 +12,35 @@ use std::time::Duration;
 pub enum EngineKind {
     /// In-process broker with bounded history. One gateway only.
     Memory,
+    /// NATS JetStream: several gateways share one stream (docs/NATS.md).
+    Nats,
+}
+
+/// A NATS subject prefix or stream name must fit into subjects and API
+/// subjects: the topic grammar for the prefix, one such segment for the name.
+fn nats_prefix(s: &str) -> Result<String, String> {
+    eventwire_protocol::Topic::parse(s)
+        .map(|t| t.as_str().to_owned())
+        .map_err(|e| e.message)
+}
+
+fn nats_replicas(s: &str) -> Result<usize, String> {
+    match s.parse() {
+        Ok(n @ 1..=5) => Ok(n),
+        _ => Err("replicas are 1 to 5".into()),
+    }
+}
+
+fn nats_stream(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err("a stream name is 1 to 64 of A-Z, a-z, 0-9, '_' and '-'".into())
+    }
 }
 
 #[derive(Debug, Clone, Parser)]
@@ -29,13 +58,53 @@ pub struct Config {
     #[arg(long, env = "EVENTWIRE_ENGINE", value_enum, default_value = "memory")]
     pub engine: EngineKind,
 
-    /// Memory engine: events kept for replay, at most.
+    /// Events kept for replay, at most (nats: the stream's max messages; 0 = no limit).
     #[arg(long, env = "EVENTWIRE_HISTORY_MAX_EVENTS", default_value_t = 10_000)]
     pub history_max_events: usize,
 
-    /// Memory engine: bytes of events kept for replay, at most.
+    /// Bytes of events kept for replay, at most (nats: the stream's max bytes; 0 = no limit).
     #[arg(long, env = "EVENTWIRE_HISTORY_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub history_max_bytes: usize,
+
+    /// NATS engine: how long events are kept for replay; 0 keeps them until
+    /// the count or size limit evicts them.
+    #[arg(long, env = "EVENTWIRE_HISTORY_MAX_AGE", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub history_max_age: Duration,
+
+    /// NATS engine: server URLs, comma-separated; credentials may go in the URL.
+    #[arg(
+        long,
+        env = "EVENTWIRE_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+
+    /// NATS engine: events are stored on subjects `<prefix>.<type>`.
+    #[arg(long, env = "EVENTWIRE_NATS_SUBJECT_PREFIX", default_value = "eventwire", value_parser = nats_prefix)]
+    pub nats_subject_prefix: String,
+
+    /// NATS engine: the JetStream stream, created or updated at start.
+    #[arg(long, env = "EVENTWIRE_NATS_STREAM", default_value = "EVENTWIRE", value_parser = nats_stream)]
+    pub nats_stream: String,
+
+    /// NATS engine: stream replicas (3 or 5 on a cluster).
+    #[arg(long, env = "EVENTWIRE_NATS_REPLICAS", default_value_t = 1, value_parser = nats_replicas)]
+    pub nats_replicas: usize,
+
+    /// NATS engine: a publish, history read or readiness check that NATS
+    /// does not answer within this fails with `engine_unavailable`.
+    #[arg(long, env = "EVENTWIRE_NATS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub nats_timeout: Duration,
+
+    /// NATS engine: wrap bare JSON published on other subjects into events,
+    /// as `SUBJECT=TYPE_PREFIX` (repeat, or comma-separate in the env var),
+    /// e.g. `topic.>=legacy`. Off by default.
+    #[arg(
+        long = "nats-interop",
+        env = "EVENTWIRE_NATS_INTEROP",
+        value_delimiter = ','
+    )]
+    pub nats_interop: Vec<crate::engine::nats::InteropRule>,
 
     /// How long an event id is remembered for dedupe.
     #[arg(long, env = "EVENTWIRE_DEDUPE_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
@@ -56,6 +125,23 @@ pub struct Config {
     /// Most streaming connections (SSE plus WebSocket) at once.
     #[arg(long, env = "EVENTWIRE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// Emits per second one WebSocket connection may make (0: no limit);
+    /// also the per-address rate of POSTs made with user tokens.
+    #[arg(long, env = "EVENTWIRE_EMIT_RATE", default_value_t = 100)]
+    pub emit_rate: u32,
+
+    /// Emits one connection may make in a burst above `--emit-rate`.
+    #[arg(long, env = "EVENTWIRE_EMIT_BURST", default_value_t = 200)]
+    pub emit_burst: u32,
+
+    /// New streaming connections per second from one address (0: no limit).
+    #[arg(long, env = "EVENTWIRE_CONNECT_RATE", default_value_t = 50)]
+    pub connect_rate: u32,
+
+    /// New connections one address may open in a burst above `--connect-rate`.
+    #[arg(long, env = "EVENTWIRE_CONNECT_BURST", default_value_t = 200)]
+    pub connect_burst: u32,
 
     /// Bytes queued for one connection before it is closed as a slow consumer.
     #[arg(long, env = "EVENTWIRE_OUTBOX_BYTES", default_value_t = 1024 * 1024)]
@@ -94,6 +180,9 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
 }
 
 impl Config {

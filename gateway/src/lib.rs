@@ -4,6 +4,7 @@
 //! is the broker; `transport` holds the SSE, WebSocket and HTTP endpoints.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod engine;

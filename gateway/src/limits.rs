@@ -1,9 +1,14 @@
-//! The cap on concurrent streaming connections, held as a permit for the
-//! connection's whole life so the count can never leak.
+//! Limits on how much one client may take: the cap on concurrent streaming
+//! connections (a permit held for the connection's whole life, so the count
+//! can never leak), and token-bucket rates for emits and new connections.
 
 use eventwire_protocol::{ErrorCode, ProtocolError};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 pub struct ConnLimit {
     max: usize,
@@ -50,6 +55,97 @@ impl Drop for ConnPermit {
     }
 }
 
+/// A token bucket: `burst` tokens at most, refilled at `rate` per second.
+/// A rate of 0 means unlimited.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: u32, burst: u32) -> TokenBucket {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            rate: f64::from(rate),
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes `n` tokens if there are that many; all or nothing.
+    pub fn try_take(&mut self, n: u32) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= f64::from(n) {
+            self.tokens -= f64::from(n);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.rate == 0.0
+            || self.tokens + self.last.elapsed().as_secs_f64() * self.rate >= self.burst
+    }
+}
+
+/// One token bucket per client IP address, for new connections or for
+/// publishes. Behind a reverse proxy every client shares the proxy's
+/// address: raise the rate there, or set it to 0 to turn the limit off.
+pub struct PerIp {
+    rate: u32,
+    burst: u32,
+    what: &'static str,
+    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+}
+
+impl PerIp {
+    pub fn new(rate: u32, burst: u32, what: &'static str) -> PerIp {
+        PerIp {
+            rate,
+            burst,
+            what,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes `n` tokens for `ip`, or answers `rate_limited`.
+    pub fn check(&self, ip: Option<IpAddr>, n: u32) -> Result<(), ProtocolError> {
+        let Some(ip) = ip.filter(|_| self.rate > 0) else {
+            return Ok(());
+        };
+        let mut buckets = self.buckets.lock();
+        if buckets.len() > 10_000 {
+            // Forget addresses that have been quiet long enough to be full.
+            buckets.retain(|_, b| !b.is_full());
+        }
+        let bucket = buckets
+            .entry(ip)
+            .or_insert_with(|| TokenBucket::new(self.rate, self.burst));
+        if bucket.try_take(n) {
+            Ok(())
+        } else {
+            Err(ProtocolError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many {} from this address (at most {}/s, bursts of {})",
+                    self.what, self.rate, self.burst
+                ),
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +162,31 @@ mod tests {
         drop(a);
         assert!(limit.try_acquire().is_ok());
         assert_eq!(limit.in_use(), 1);
+    }
+
+    #[test]
+    fn buckets_allow_bursts_then_the_rate() {
+        let mut b = TokenBucket::new(10, 5);
+        assert!((0..5).all(|_| b.try_take(1)));
+        assert!(!b.try_take(1));
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert!(b.try_take(2), "about 2.5 tokens came back");
+        assert!(!b.try_take(5), "all or nothing");
+        let mut unlimited = TokenBucket::new(0, 1);
+        assert!((0..10_000).all(|_| unlimited.try_take(1)));
+    }
+
+    #[test]
+    fn per_ip_buckets_are_separate() {
+        let l = PerIp::new(1, 2, "connections");
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "127.0.0.2".parse().unwrap();
+        assert!(l.check(Some(a), 1).is_ok() && l.check(Some(a), 1).is_ok());
+        assert_eq!(
+            l.check(Some(a), 1).unwrap_err().code,
+            ErrorCode::RateLimited
+        );
+        assert!(l.check(Some(b), 1).is_ok());
+        assert!(l.check(None, 100).is_ok(), "no address, no limit");
     }
 }

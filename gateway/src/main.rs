@@ -13,6 +13,10 @@ async fn main() -> ExitCode {
         )
         .init();
     let config = Config::parse();
+    if let Err(why) = exposure_check(&config) {
+        tracing::error!("{why}");
+        return ExitCode::FAILURE;
+    }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -27,7 +31,7 @@ async fn main() -> ExitCode {
     let gateway = match Gateway::new(config.clone()).await {
         Ok(g) => g,
         Err(e) => {
-            tracing::error!(error = ?e, "cannot start the engine");
+            tracing::error!(error = %e, "cannot start the gateway");
             return ExitCode::FAILURE;
         }
     };
@@ -42,4 +46,28 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An open gateway on a public interface is how these gateways leak: refuse
+/// it unless asked explicitly, and say loudly when the gateway is open.
+fn exposure_check(config: &Config) -> Result<(), String> {
+    let enforced = config.auth.jwt_secret.is_some()
+        || config.auth.jwt_public_key.is_some()
+        || config.auth.jwt_jwks.is_some()
+        || !config.auth.api_keys.is_empty();
+    if enforced {
+        return Ok(());
+    }
+    if !config.listen.ip().is_loopback() && !config.auth.insecure {
+        return Err(format!(
+            "refusing to listen on {} with no authentication: anyone who can reach it could read and publish every event. \
+             Configure --jwt-secret, --jwt-public-key, --jwt-jwks or --api-key, or pass --insecure to accept the risk.",
+            config.listen
+        ));
+    }
+    tracing::warn!(
+        "NO AUTHENTICATION: every client may subscribe to and publish every topic. Fine for local development; \
+         configure --jwt-secret/--jwt-public-key/--jwt-jwks before exposing this gateway."
+    );
+    Ok(())
 }

@@ -42,6 +42,16 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The broker engine cannot take the request now; retry later.
     EngineUnavailable,
+    /// No valid credentials where the gateway requires them: a token that is
+    /// malformed, badly signed, of a refused algorithm or audience, or not
+    /// yet valid.
+    Unauthorized,
+    /// The credentials are valid but do not allow this subscribe or emit.
+    Forbidden,
+    /// The token has expired: refresh it (WebSocket: `auth` frame) and go on.
+    TokenExpired,
+    /// Too many emits or connections; slow down.
+    RateLimited,
     /// No such route.
     NotFound,
     /// The route exists but not with this method.
@@ -69,6 +79,10 @@ impl ErrorCode {
         ErrorCode::HeartbeatTimeout,
         ErrorCode::ShuttingDown,
         ErrorCode::EngineUnavailable,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::TokenExpired,
+        ErrorCode::RateLimited,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::Internal,
@@ -93,6 +107,10 @@ impl ErrorCode {
             ErrorCode::HeartbeatTimeout => "heartbeat_timeout",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::EngineUnavailable => "engine_unavailable",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Internal => "internal",
@@ -107,6 +125,9 @@ impl ErrorCode {
             | ErrorCode::ShuttingDown
             | ErrorCode::EngineUnavailable => 503,
             ErrorCode::NotFound => 404,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::RateLimited => 429,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Internal => 500,
             _ => 400,

@@ -31,6 +31,11 @@ pub enum ClientMsg<'a> {
     Ping {
         reference: Option<String>,
     },
+    /// A fresh token for this connection, before or after the old one expires.
+    Auth {
+        reference: Option<String>,
+        token: String,
+    },
 }
 
 /// A frame that could not be accepted, with the `ref` to echo when known.
@@ -51,6 +56,8 @@ struct RawClientFrame<'a> {
     since: Option<String>,
     #[serde(borrow, default)]
     event: Option<&'a RawValue>,
+    #[serde(default)]
+    token: Option<String>,
 }
 
 /// Longest accepted `ref` (bytes); it is echoed back, so it is bounded.
@@ -139,12 +146,22 @@ pub fn parse_client_frame(text: &str, max_topics: usize) -> Result<ClientMsg<'_>
             )),
         },
         op::PING => Ok(ClientMsg::Ping { reference }),
+        op::AUTH => match raw.token {
+            Some(token) => Ok(ClientMsg::Auth { reference, token }),
+            None => Err(fail(
+                reference,
+                ErrorCode::BadRequest,
+                "`auth` needs `token`".into(),
+            )),
+        },
         other => {
             let shown: String = other.chars().take(32).collect();
             Err(fail(
                 reference,
                 ErrorCode::UnknownOp,
-                format!("unknown op {shown:?}; expected subscribe, unsubscribe, emit or ping"),
+                format!(
+                    "unknown op {shown:?}; expected subscribe, unsubscribe, emit, ping or auth"
+                ),
             ))
         }
     }
@@ -193,6 +210,14 @@ pub enum ServerFrame<E = serde_json::Value> {
     Pong {
         #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
+    },
+    /// The answer to `auth`: the new token is in force.
+    Authenticated {
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// Unix seconds when the new token expires.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
     },
 }
 
@@ -278,6 +303,10 @@ mod tests {
             parse_client_frame(r#"{"op":"ping"}"#, 8).unwrap(),
             ClientMsg::Ping { .. }
         ));
+        assert!(matches!(
+            parse_client_frame(r#"{"op":"auth","token":"t"}"#, 8).unwrap(),
+            ClientMsg::Auth { .. }
+        ));
     }
 
     #[test]
@@ -342,6 +371,10 @@ mod tests {
                 message: "m".into(),
             },
             ServerFrame::Pong { reference: None },
+            ServerFrame::Authenticated {
+                reference: Some("a".into()),
+                expires_at: Some(1_800_000_000),
+            },
         ];
         for f in frames {
             let text = serde_json::to_string(&f).unwrap();

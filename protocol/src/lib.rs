@@ -34,6 +34,8 @@ pub mod op {
     pub const ACK: &str = "ack";
     pub const ERROR: &str = "error";
     pub const PONG: &str = "pong";
+    pub const AUTH: &str = "auth";
+    pub const AUTHENTICATED: &str = "authenticated";
 }
 
 /// Names of the SSE control events. They start with `$`, which no topic may

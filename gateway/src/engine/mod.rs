@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod memory;
+pub mod nats;
 pub mod position;
 
 use async_trait::async_trait;

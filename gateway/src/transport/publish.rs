@@ -1,31 +1,48 @@
 //! `POST /v1/events` (publish one event or a batch) and `GET /v1/events`
 //! (read history), plus the publish path WebSocket `emit` shares.
 
-use crate::app::Shared;
-use crate::engine::{Accepted, HistoryQuery};
+use crate::app::{Peer, Shared, peer_ip};
+use crate::auth::Identity;
+use crate::engine::{Accepted, HistoryQuery, NewEvent};
 use crate::error::ApiError;
 use crate::ingest;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-/// Validates and publishes one raw envelope. Both `POST` and WebSocket
-/// `emit` go through here, so they accept and count events identically.
-pub async fn accept(shared: &Shared, raw: &str, source: &str) -> Result<Accepted, ProtocolError> {
-    let event = ingest::prepare(raw, shared.config.max_event_bytes, source)?;
+/// Validates, authorizes and publishes one raw envelope. Both `POST` and
+/// WebSocket `emit` go through here, so they accept and count events
+/// identically.
+pub async fn accept(
+    shared: &Shared,
+    raw: &str,
+    source: &str,
+    identity: &Identity,
+) -> Result<Accepted, ProtocolError> {
+    let mut event = ingest::prepare(raw, shared.config.max_event_bytes, source)?;
+    authorize(identity, &mut event)?;
     accept_prepared(shared, event).await
 }
 
-async fn accept_prepared(
-    shared: &Shared,
-    event: crate::engine::NewEvent,
-) -> Result<Accepted, ProtocolError> {
+/// Checks the publish right, and stamps `source` with the token's subject
+/// so that nobody can emit in someone else's name.
+pub fn authorize(identity: &Identity, event: &mut NewEvent) -> Result<(), ProtocolError> {
+    if !identity.rights.may_publish(event.topic.as_str()) {
+        return Err(identity.refusal(format_args!("publishing {}", event.topic)));
+    }
+    if let Some(sub) = identity.source() {
+        event.envelope.source = Some(sub);
+    }
+    Ok(())
+}
+
+async fn accept_prepared(shared: &Shared, event: NewEvent) -> Result<Accepted, ProtocolError> {
     if shared.shutdown.is_cancelled() {
         return Err(ProtocolError::new(
             ErrorCode::ShuttingDown,
@@ -53,7 +70,23 @@ pub fn body_limit(config: &crate::Config) -> usize {
         .saturating_add(1024)
 }
 
-pub async fn post(State(shared): State<Arc<Shared>>, body: Body) -> Result<Response, ApiError> {
+pub async fn post(
+    State(shared): State<Arc<Shared>>,
+    peer: Peer,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let identity = shared.identify(&headers, query.as_deref())?;
+    // Browsers (user tokens, anonymous) are rate limited per address;
+    // services with API keys, and an open gateway, are not.
+    let limited = shared.auth.enforced() && (identity.sub.is_some() || identity.anonymous);
+    let charge = |n: usize| -> Result<(), ApiError> {
+        if limited {
+            shared.posts.check(peer_ip(&peer), n as u32)?;
+        }
+        Ok(())
+    };
     let limit = body_limit(&shared.config);
     let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
         ApiError::new(
@@ -84,10 +117,12 @@ pub async fn post(State(shared): State<Arc<Shared>>, body: Body) -> Result<Respo
                     ),
                 ));
             }
+            charge(items.len())?;
             // Validate the whole batch before publishing any of it.
             let mut events = Vec::with_capacity(items.len());
             for (i, raw) in items.iter().enumerate() {
                 let ev = ingest::prepare(raw.get(), shared.config.max_event_bytes, source)
+                    .and_then(|mut ev| authorize(&identity, &mut ev).map(|()| ev))
                     .map_err(|e| ApiError::new(e.code, format!("event {i}: {}", e.message)))?;
                 events.push(ev);
             }
@@ -108,7 +143,8 @@ pub async fn post(State(shared): State<Arc<Shared>>, body: Body) -> Result<Respo
             Ok(Json(Value::Array(receipts)).into_response())
         }
         Some(b'{') => {
-            let a = accept(&shared, text, source).await?;
+            charge(1)?;
+            let a = accept(&shared, text, source, &identity).await?;
             Ok(Json(receipt(&a)).into_response())
         }
         _ => Err(ApiError::new(

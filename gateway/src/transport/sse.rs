@@ -7,7 +7,7 @@
 
 use super::Session;
 use super::publish::StreamQuery;
-use crate::app::Shared;
+use crate::app::{Peer, Shared, peer_ip};
 use crate::conn::{Out, Taken, Transport};
 use crate::error::ApiError;
 use crate::hub::record_batch;
@@ -20,6 +20,7 @@ use eventwire_protocol::frame::Close;
 use eventwire_protocol::{ErrorCode, ProtocolError, sse_event};
 use futures_util::Stream;
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -41,9 +42,11 @@ fn control(name: &str, data: &impl serde::Serialize, retry: bool) -> Bytes {
 
 pub async fn handler(
     State(shared): State<Arc<Shared>>,
+    peer: Peer,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    shared.connects.check(peer_ip(&peer), 1)?;
     if shared.shutdown.is_cancelled() {
         return Err(ApiError::new(
             ErrorCode::ShuttingDown,
@@ -51,7 +54,13 @@ pub async fn handler(
         ));
     }
     let q = StreamQuery::parse(raw.as_deref());
+    let identity = shared.identify(&headers, raw.as_deref())?;
     let patterns = q.patterns(shared.config.max_subscriptions)?;
+    if let Some(p) = patterns.iter().find(|p| !identity.rights.may_subscribe(p)) {
+        return Err(ApiError(
+            identity.refusal(format_args!("subscribing to {p}")),
+        ));
+    }
     // The header wins: a browser's EventSource sends it on reconnect, while
     // the URL still carries the position it first connected with.
     let since = match headers.get("last-event-id") {
@@ -95,7 +104,13 @@ pub async fn handler(
     let period = shared.config.heartbeat;
     let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The stream ends when the token does; the client reconnects with a
+    // fresh one and resumes.
+    let expiry = identity
+        .seconds_left()
+        .map(|s| Box::pin(tokio::time::sleep(std::time::Duration::from_secs(s))));
     let stream = SseStream {
+        expiry,
         session,
         shared: shared.clone(),
         named,
@@ -116,6 +131,7 @@ pub async fn handler(
 }
 
 struct SseStream {
+    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
     session: Session,
     shared: Arc<Shared>,
     named: bool,
@@ -141,6 +157,19 @@ impl Stream for SseStream {
         let this = self.get_mut();
         if this.done {
             return Poll::Ready(None);
+        }
+        if let Some(exp) = &mut this.expiry
+            && exp.as_mut().poll(cx).is_ready()
+        {
+            this.expiry = None;
+            this.shared.hub.end(
+                &this.session.conn,
+                ProtocolError::new(
+                    ErrorCode::TokenExpired,
+                    "the token has expired; reconnect with a fresh one",
+                ),
+                false,
+            );
         }
         this.buf.clear();
         let mut buf = std::mem::take(&mut this.buf);

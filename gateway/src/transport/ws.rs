@@ -4,17 +4,20 @@
 //! and sends heartbeats. Either ending ends the other.
 
 use super::Session;
-use crate::app::Shared;
+use crate::app::{Peer, Shared, peer_ip};
+use crate::auth::Identity;
 use crate::conn::{Conn, Out, Taken, Transport};
 use crate::error::ApiError;
 use crate::hub::record_batch;
-use axum::extract::State;
+use crate::limits::TokenBucket;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use eventwire_protocol::frame::{ClientMsg, FrameError, ServerFrame, parse_client_frame};
-use eventwire_protocol::{ErrorCode, ProtocolError};
+use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
@@ -37,6 +40,7 @@ pub fn close_code(code: ErrorCode) -> u16 {
         ErrorCode::EngineUnavailable => 1013,
         ErrorCode::SlowConsumer => 4000,
         ErrorCode::HeartbeatTimeout => 4001,
+        ErrorCode::TokenExpired => 4002,
         ErrorCode::EventTooLarge => 1009,
         ErrorCode::InvalidJson => 1007,
         _ => 1011,
@@ -57,8 +61,12 @@ fn error_frame(reference: Option<String>, error: ProtocolError) -> Bytes {
 
 pub async fn handler(
     State(shared): State<Arc<Shared>>,
+    peer: Peer,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    shared.connects.check(peer_ip(&peer), 1)?;
     let ws = ws.map_err(|e| {
         ApiError::new(
             ErrorCode::BadRequest,
@@ -71,6 +79,8 @@ pub async fn handler(
             "the gateway is shutting down; reconnect elsewhere",
         ));
     }
+    check_origin(&shared.config.cors_origins, &headers)?;
+    let identity = shared.identify(&headers, query.as_deref())?;
     let permit = shared.limit.try_acquire()?;
     let cfg = &shared.config;
     let max_message = cfg.ws_max_message_bytes;
@@ -83,11 +93,32 @@ pub async fn handler(
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
             let session = Session::open(&shared2.hub, Transport::WebSocket, permit);
-            run(shared2, session, socket).await
+            run(shared2, session, socket, identity).await
         }))
 }
 
-async fn run(shared: Arc<Shared>, session: Session, socket: WebSocket) {
+/// Browsers send `Origin` on WebSocket upgrades and CORS does not apply to
+/// them, so the CORS allow-list is enforced here too. Clients that send no
+/// `Origin` (servers, tools) are not browsers and pass.
+fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
+        return Ok(());
+    };
+    if allowed.is_empty() || allowed.iter().any(|o| o == "*") {
+        return Ok(());
+    }
+    let origin = origin.to_str().unwrap_or_default();
+    if allowed.iter().any(|o| o == origin) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this origin may not open a WebSocket here",
+        ))
+    }
+}
+
+async fn run(shared: Arc<Shared>, session: Session, socket: WebSocket, identity: Identity) {
     let conn = session.conn.clone();
     let started = Instant::now();
     let last_heard = Arc::new(AtomicU64::new(0));
@@ -106,10 +137,19 @@ async fn run(shared: Arc<Shared>, session: Session, socket: WebSocket) {
         shared: &shared,
         session: &session,
         subscribed: false,
+        clock: TokenClock::start(&identity),
+        identity,
+        emits: TokenBucket::new(shared.config.emit_rate, shared.config.emit_burst),
     };
+    let expiry = tokio::time::sleep_until(reader.clock.deadline());
+    tokio::pin!(expiry);
     let mut writer_done = false;
     loop {
         tokio::select! {
+            _ = &mut expiry, if reader.clock.is_running() => {
+                reader.on_clock();
+                expiry.as_mut().reset(reader.clock.deadline());
+            }
             msg = stream.next() => {
                 let msg = match msg {
                     Some(Ok(msg)) => msg,
@@ -127,7 +167,10 @@ async fn run(shared: Arc<Shared>, session: Session, socket: WebSocket) {
                 };
                 last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                 match msg {
-                    Message::Text(text) => reader.handle(&text).await,
+                    Message::Text(text) => {
+                        reader.handle(&text).await;
+                        expiry.as_mut().reset(reader.clock.deadline());
+                    }
                     Message::Binary(_) => conn.push_control(error_frame(
                         None,
                         ProtocolError::new(ErrorCode::UnsupportedFrame, "binary frames are not supported; send JSON text"),
@@ -171,7 +214,43 @@ fn read_error_reason(e: axum::Error, max: usize) -> Option<ProtocolError> {
     }
 }
 
+/// Where a connection's token stands.
+#[derive(Debug, Clone, Copy)]
+enum TokenClock {
+    /// No expiry (open gateway, anonymous, API key).
+    Unlimited,
+    /// Valid until this instant.
+    Valid(Instant),
+    /// Expired; told so; closed at this instant unless refreshed.
+    Grace(Instant),
+}
+
+impl TokenClock {
+    fn start(identity: &Identity) -> TokenClock {
+        match identity.seconds_left() {
+            Some(s) => TokenClock::Valid(Instant::now() + Duration::from_secs(s)),
+            None => TokenClock::Unlimited,
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        !matches!(self, TokenClock::Unlimited)
+    }
+
+    fn deadline(&self) -> Instant {
+        match self {
+            TokenClock::Valid(t) | TokenClock::Grace(t) => *t,
+            // Never fires: the select branch is disabled.
+            TokenClock::Unlimited => Instant::now() + Duration::from_secs(86_400),
+        }
+    }
+}
+
 struct Reader<'a> {
+    identity: Identity,
+    /// This connection's emit allowance.
+    emits: TokenBucket,
+    clock: TokenClock,
     shared: &'a Arc<Shared>,
     session: &'a Session,
     /// Resume (`since`) is only meaningful on a connection's first subscribe:
@@ -180,6 +259,86 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// The token's time is up: first a `token_expired` error frame and a
+    /// grace period for an `auth` frame, then the close.
+    fn on_clock(&mut self) {
+        // One heartbeat to send a fresh token: long enough for a round trip
+        // to the token function, short enough to bound stale rights.
+        let grace = self.shared.config.heartbeat.max(Duration::from_secs(1));
+        let conn = &self.session.conn;
+        match self.clock {
+            TokenClock::Valid(_) => {
+                conn.push_control(error_frame(
+                    None,
+                    ProtocolError::new(
+                        ErrorCode::TokenExpired,
+                        format!(
+                            "the token has expired; send {{\"op\":\"auth\",\"token\":...}} within {} s to continue",
+                            grace.as_secs()
+                        ),
+                    ),
+                ));
+                self.clock = TokenClock::Grace(Instant::now() + grace);
+            }
+            TokenClock::Grace(_) => {
+                self.shared.hub.end(
+                    conn,
+                    ProtocolError::new(
+                        ErrorCode::TokenExpired,
+                        "the token expired and was not refreshed",
+                    ),
+                    true,
+                );
+                self.clock = TokenClock::Unlimited;
+            }
+            TokenClock::Unlimited => {}
+        }
+    }
+
+    /// An in-band token refresh. The subject must stay the same; the new
+    /// rights replace the old, and subscriptions they no longer cover end.
+    fn refresh(&mut self, reference: Option<String>, token: &str) -> Bytes {
+        let new = match self.shared.auth.identify(Some(token)) {
+            Ok(new) => new,
+            Err(e) => return error_frame(reference, e),
+        };
+        if new.sub != self.identity.sub {
+            return error_frame(
+                reference,
+                ProtocolError::new(ErrorCode::Forbidden, "the new token is for another subject"),
+            );
+        }
+        let conn = &self.session.conn;
+        let lost: Vec<Pattern> = conn
+            .patterns
+            .lock()
+            .iter()
+            .filter(|p| !new.rights.may_subscribe(p))
+            .cloned()
+            .collect();
+        if !lost.is_empty() {
+            self.session.hub.unsubscribe(conn, &lost);
+            let names: Vec<String> = lost.iter().map(|p| p.to_string()).collect();
+            conn.push_control(error_frame(
+                None,
+                ProtocolError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "the new token does not cover {}; unsubscribed",
+                        names.join(", ")
+                    ),
+                ),
+            ));
+        }
+        self.clock = TokenClock::start(&new);
+        let expires_at = new.expires_at;
+        self.identity = new;
+        encode(&ServerFrame::Authenticated {
+            reference,
+            expires_at,
+        })
+    }
+
     async fn handle(&mut self, text: &str) {
         let conn = &self.session.conn;
         let cfg = &self.shared.config;
@@ -191,7 +350,15 @@ impl Reader<'_> {
                 since,
             }) => {
                 let since = since.filter(|s| !s.is_empty());
-                if since.is_some() && self.subscribed {
+                if let Some(p) = topics
+                    .iter()
+                    .find(|p| !self.identity.rights.may_subscribe(p))
+                {
+                    error_frame(
+                        reference,
+                        self.identity.refusal(format_args!("subscribing to {p}")),
+                    )
+                } else if since.is_some() && self.subscribed {
                     error_frame(
                         reference,
                         ProtocolError::new(
@@ -230,8 +397,25 @@ impl Reader<'_> {
                     topics: topics.iter().map(|p| p.to_string()).collect(),
                 })
             }
+            Ok(ClientMsg::Emit { reference, .. }) if !self.emits.try_take(1) => error_frame(
+                reference,
+                ProtocolError::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "more than {} emits per second (bursts of {}); slow down",
+                        cfg.emit_rate, cfg.emit_burst
+                    ),
+                ),
+            ),
             Ok(ClientMsg::Emit { reference, event }) => {
-                match super::publish::accept(self.shared, event.get(), "eventwire/ws").await {
+                match super::publish::accept(
+                    self.shared,
+                    event.get(),
+                    "eventwire/ws",
+                    &self.identity,
+                )
+                .await
+                {
                     Ok(a) => encode(&ServerFrame::Ack {
                         reference,
                         id: a.id,
@@ -242,6 +426,7 @@ impl Reader<'_> {
                 }
             }
             Ok(ClientMsg::Ping { reference }) => encode(&ServerFrame::Pong { reference }),
+            Ok(ClientMsg::Auth { reference, token }) => self.refresh(reference, &token),
         };
         conn.push_control(reply);
     }
