@@ -4,10 +4,15 @@
 //! event it handled if the stream drops), and for each UI event publishes a
 //! `notification.*` event through `POST /v1/events`, carrying the same
 //! `correlationid`, which every browser subscribed to `notification.>` sees.
+//! `examples/nats_worker.rs` is the same worker speaking NATS JetStream
+//! directly, for gateways on `--engine nats`.
 //!
 //!     cargo run -p eventwire-gateway --example worker -- http://127.0.0.1:8080
 //!
 //! Each handled event is also printed to stdout as one JSON line.
+
+#[path = "shared/reaction.rs"]
+mod reaction;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -80,29 +85,9 @@ async fn follow(
 
 /// The business logic: one notification per UI event.
 async fn react(http: &reqwest::Client, base: &str, ui: &Value) -> Result<(), String> {
+    let notification = reaction::notification(ui);
+    let correlation = notification["correlationid"].clone();
     let data = &ui["data"];
-    let (ty, payload) = match ui["type"].as_str() {
-        Some("ui.clicked") => (
-            "notification.clicked",
-            json!({ "message": format!("Someone pressed {}", data["target"].as_str().unwrap_or("a button")), "click": data["click"] }),
-        ),
-        Some("ui.submitted") => (
-            "notification.note",
-            json!({ "message": format!("New note: {}", data["text"].as_str().unwrap_or("")) }),
-        ),
-        _ => (
-            "notification.seen",
-            json!({ "message": format!("Saw {}", ui["type"]) }),
-        ),
-    };
-    let correlation = ui["correlationid"]
-        .as_str()
-        .or(ui["id"].as_str())
-        .unwrap_or_default();
-    // The id derives from the UI event's, so a retry, or a replay after the
-    // worker restarts, is deduplicated by the gateway instead of notifying twice.
-    let id = format!("n-{}", ui["id"].as_str().unwrap_or_default());
-    let notification = json!({ "id": id, "type": ty, "correlationid": correlation, "source": "example-worker", "data": payload });
     // Retry until the gateway accepts it: the worker must not lose a reaction.
     loop {
         match http

@@ -14,6 +14,23 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
 
+/// Accept-queue length. tokio's default of 128 drops SYNs when thousands of
+/// clients reconnect at once (a gateway restart, a network blip); they then
+/// retry only after 1 s and 3 s. The kernel caps it at `net.core.somaxconn`.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds the gateway's listening socket with a deep accept queue.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 pub struct GatewayListener {
     inner: TcpListener,
     write_timeout: Duration,

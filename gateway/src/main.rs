@@ -17,7 +17,7 @@ async fn main() -> ExitCode {
         tracing::error!("{why}");
         return ExitCode::FAILURE;
     }
-    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+    let listener = match eventwire_gateway::listener::bind(config.listen) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(listen = %config.listen, error = %e, "cannot listen");
