@@ -60,6 +60,7 @@ impl Hub {
             .subscribe(Pattern::parse(">").expect("valid"))
             .await?;
         let mut stream = sub.events;
+        let mut gaps = sub.gaps;
         let hub = Arc::new(Hub {
             engine,
             metrics,
@@ -74,7 +75,32 @@ impl Hub {
         let weak = Arc::downgrade(&hub);
         tokio::spawn(async move {
             let mut overflowed = Vec::new();
-            while let Some(ev) = stream.recv().await {
+            loop {
+                let ev = tokio::select! {
+                    ev = stream.recv() => ev,
+                    Ok(()) = gaps.changed() => {
+                        // Events were lost upstream: every connection must
+                        // resume, and will be told `recovered: false`.
+                        if let Some(hub) = weak.upgrade() {
+                            tracing::error!("the engine lost events before they reached this gateway; ending every connection");
+                            hub.close_all(ProtocolError::new(
+                                ErrorCode::SlowConsumer,
+                                "events were lost upstream; resume to learn what is missing",
+                            ));
+                        }
+                        continue;
+                    }
+                };
+                let Some(ev) = ev else {
+                    if let Some(hub) = weak.upgrade() {
+                        tracing::error!("the engine's event stream ended; ending every connection");
+                        hub.close_all(ProtocolError::new(
+                            ErrorCode::EngineUnavailable,
+                            "the engine's event stream ended",
+                        ));
+                    }
+                    break;
+                };
                 let Some(hub) = weak.upgrade() else { break };
                 {
                     let subs = hub.subs.read();
@@ -314,5 +340,76 @@ pub fn record_batch(metrics: &Metrics, transport: Transport, batch: &[Out]) {
     }
     if let Some(t) = oldest {
         metrics.publish_to_write.record(t.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Taken;
+    use crate::engine::memory::{MemoryConfig, MemoryEngine};
+    use crate::engine::{Accepted, History, NewEvent, Subscription};
+    use async_trait::async_trait;
+
+    /// The memory engine, but with a handle to report lost events, as the
+    /// NATS engine does after an outage longer than its retention.
+    struct Lossy {
+        inner: MemoryEngine,
+        gaps: parking_lot::Mutex<Option<tokio::sync::watch::Sender<u64>>>,
+    }
+
+    #[async_trait]
+    impl Engine for Lossy {
+        fn name(&self) -> &'static str {
+            "lossy"
+        }
+        async fn publish(&self, event: NewEvent) -> Result<Accepted, EngineError> {
+            self.inner.publish(event).await
+        }
+        async fn subscribe(&self, pattern: Pattern) -> Result<Subscription, EngineError> {
+            let mut sub = self.inner.subscribe(pattern).await?;
+            let (tx, rx) = tokio::sync::watch::channel(0);
+            *self.gaps.lock() = Some(tx);
+            sub.gaps = rx;
+            Ok(sub)
+        }
+        async fn history(&self, query: HistoryQuery) -> Result<History, EngineError> {
+            self.inner.history(query).await
+        }
+        async fn ready(&self) -> Result<(), EngineError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn events_lost_upstream_end_every_connection_so_clients_resume() {
+        let engine = Arc::new(Lossy {
+            inner: MemoryEngine::new(MemoryConfig::default()),
+            gaps: parking_lot::Mutex::new(None),
+        });
+        let hub = Hub::start(engine.clone(), Arc::new(Metrics::new()), 8, 1 << 20)
+            .await
+            .unwrap();
+        let conn = hub.connect(Transport::Sse);
+        hub.subscribe(&conn, vec![Pattern::parse("a").unwrap()], None, |_, _| {
+            Bytes::new()
+        })
+        .unwrap();
+        let mut buf = Vec::new();
+        assert!(matches!(conn.take(&mut buf).await, Taken::Items), "the ack");
+        engine
+            .gaps
+            .lock()
+            .as_ref()
+            .unwrap()
+            .send_modify(|n| *n += 1);
+        let taken = tokio::time::timeout(std::time::Duration::from_secs(5), conn.take(&mut buf))
+            .await
+            .expect("the connection was ended");
+        match taken {
+            Taken::Closed(e) => assert_eq!(e.code, ErrorCode::SlowConsumer),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(hub.connection_count(), 0);
     }
 }

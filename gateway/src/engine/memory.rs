@@ -143,10 +143,10 @@ impl Engine for MemoryEngine {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut st = self.state.lock();
         st.subscribers.push((pattern, tx));
-        Ok(Subscription {
-            events: rx,
-            from: Position::format(&self.epoch, st.next_offset - 1),
-        })
+        Ok(Subscription::lossless(
+            rx,
+            Position::format(&self.epoch, st.next_offset - 1),
+        ))
     }
 
     async fn history(&self, query: HistoryQuery) -> Result<History, EngineError> {

@@ -78,6 +78,22 @@ pub struct Subscription {
     /// The position just before the first event `events` will carry: the
     /// newest position at the moment of subscribing.
     pub from: String,
+    /// Bumped when events were lost before they could be handed on (e.g.
+    /// evicted by retention during a long broker outage). The hub then ends
+    /// every connection so that clients resume and are told
+    /// `recovered: false`. Engines that cannot lose events never bump it.
+    pub gaps: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Subscription {
+    /// A subscription whose engine never loses events on the way.
+    pub fn lossless(events: EventStream, from: String) -> Subscription {
+        let (tx, gaps) = tokio::sync::watch::channel(0);
+        // Keep the sender alive for as long as the receiver, so `changed()`
+        // waits forever instead of failing at once.
+        std::mem::forget(tx);
+        Subscription { events, from, gaps }
+    }
 }
 
 #[async_trait]

@@ -54,17 +54,20 @@ pub async fn subscribe(core: Arc<Core>, pattern: &Pattern) -> Result<Subscriptio
         .create_consumer(consumer_config(filter.clone(), from + 1))
         .await?;
     let (tx, rx): (_, EventStream) = mpsc::unbounded_channel();
+    let (gaps_tx, gaps) = tokio::sync::watch::channel(0);
     let feed = Feed {
         id: core.next_feed_id(),
         core: core.clone(),
         filter,
         last: from,
         tx,
+        gaps: gaps_tx,
     };
     tokio::spawn(feed.run(consumer));
     Ok(Subscription {
         events: rx,
         from: core.codec.position(from),
+        gaps,
     })
 }
 
@@ -76,6 +79,8 @@ struct Feed {
     /// undecodable): the next consumer starts right after it.
     last: u64,
     tx: mpsc::UnboundedSender<Arc<Event>>,
+    /// Counts gaps, for the hub (see `Subscription::gaps`).
+    gaps: tokio::sync::watch::Sender<u64>,
 }
 
 /// Why a consumer stopped being read.
@@ -121,6 +126,7 @@ impl Feed {
                         // delivered; say so loudly. Clients that resume from
                         // before the gap are told `recovered: false`.
                         self.core.counters.feed_gaps.increment(1);
+                        self.gaps.send_modify(|n| *n += 1);
                         tracing::error!(
                             after = self.last,
                             first_retained = info.state.first_sequence,
