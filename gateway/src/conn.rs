@@ -127,7 +127,10 @@ impl Conn {
             }
             None => st.queue.push_back(Out::Event(ev.clone())),
         }
-        self.enforce_limit(st)
+        // The writer parks only on an empty queue and drains it whole, so
+        // only the first item after a drain needs to wake it.
+        let wake = st.replay.is_none() && st.queue.len() == 1;
+        self.enforce_limit(st, wake)
     }
 
     /// Queues a control frame (welcome, ack, error...).
@@ -139,14 +142,15 @@ impl Conn {
         let item = Out::Control(frame);
         st.bytes += item.cost();
         st.queue.push_back(item);
-        self.enforce_limit(st);
+        let wake = st.queue.len() == 1;
+        self.enforce_limit(st, wake);
     }
 
     /// Closes the connection as a slow consumer when over its limit;
     /// returns whether it is still open. The queue and the live events held
     /// back during a replay each get the full limit, so a burst during a
     /// resume does not cut off a client that reads fast.
-    fn enforce_limit(&self, mut st: parking_lot::MutexGuard<'_, State>) -> bool {
+    fn enforce_limit(&self, mut st: parking_lot::MutexGuard<'_, State>, wake: bool) -> bool {
         let over = st.bytes - st.replay_bytes > self.limit || st.replay_bytes > self.limit;
         if over {
             st.queue.clear();
@@ -162,7 +166,9 @@ impl Conn {
             ));
         }
         drop(st);
-        self.writer.wake();
+        if over || wake {
+            self.writer.wake();
+        }
         !over
     }
 

@@ -180,10 +180,12 @@ impl Stream for SseStream {
                 let chunk = if buf.len() == 1 {
                     this.encode(&buf[0])
                 } else {
-                    // Coalesce: one chunk, one write, for everything queued.
-                    let mut all = BytesMut::new();
-                    for item in &buf {
-                        all.extend_from_slice(&this.encode(item));
+                    // Coalesce: one chunk, one write, for everything queued,
+                    // allocated once at its final size.
+                    let frames: Vec<Bytes> = buf.iter().map(|item| this.encode(item)).collect();
+                    let mut all = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
+                    for f in &frames {
+                        all.extend_from_slice(f);
                     }
                     all.freeze()
                 };
