@@ -183,38 +183,56 @@ impl Inner {
         }
     }
 
+    /// Calls the `token` function (it may return a promise). When it
+    /// settles, `got` runs if the connection generation is still
+    /// `generation`; a failure goes to `failed`. Shared by connecting and by
+    /// in-band refresh, so both ask the app the same way.
+    fn fetch_token(
+        self: &Rc<Self>,
+        generation: u32,
+        got: impl FnOnce(&Rc<Inner>, Option<String>) + 'static,
+        failed: impl FnOnce(&Rc<Inner>, JsValue) + 'static,
+    ) {
+        let weak = Rc::downgrade(self);
+        let on_token = Closure::once_into_js(move |token: JsValue| {
+            if let Some(inner) = weak.upgrade()
+                && inner.generation.get() == generation
+            {
+                got(&inner, token.as_string());
+            }
+        });
+        let weak = Rc::downgrade(self);
+        let on_error = Closure::once_into_js(move |e: JsValue| {
+            if let Some(inner) = weak.upgrade() {
+                failed(&inner, e);
+            }
+        });
+        let source: &Function = self.token_source.unchecked_ref();
+        match source.call0(&JsValue::NULL) {
+            Ok(v) => sse::then(&Promise::resolve(&v), &on_token, &on_error),
+            Err(e) => sse::then(&Promise::reject(&e), &on_token, &on_error),
+        }
+    }
+
     /// Asks the token function for a fresh token and sends it in band.
     fn reauth(self: &Rc<Self>) {
-        let source = &self.token_source;
-        if !source.is_function() {
+        if !self.token_source.is_function() {
             return; // A fixed token cannot be refreshed; the gateway will close.
         }
-        let generation = self.generation.get();
-        let weak = Rc::downgrade(self);
-        let got = Closure::once_into_js(move |token: JsValue| {
-            let Some(inner) = weak.upgrade() else { return };
-            let Some(t) = token.as_string() else { return };
-            if inner.generation.get() != generation {
-                return;
-            }
-            let mut frame = String::from("{\"op\":\"auth\",\"token\":");
-            push_json_str(&mut frame, &t);
-            frame.push('}');
-            *inner.token.borrow_mut() = Some(t);
-            if let Some(Transport::WebSocket(ws)) = &*inner.transport.borrow() {
-                ws.send(&frame);
-            }
-        });
-        let weak = Rc::downgrade(self);
-        let failed = Closure::once_into_js(move |e: JsValue| {
-            if let Some(inner) = weak.upgrade() {
-                inner.report(&e);
-            }
-        });
-        match source.unchecked_ref::<Function>().call0(&JsValue::NULL) {
-            Ok(v) => sse::then(&Promise::resolve(&v), &got, &failed),
-            Err(e) => sse::then(&Promise::reject(&e), &got, &failed),
-        }
+        self.fetch_token(
+            self.generation.get(),
+            |inner, token| {
+                let Some(t) = token else { return };
+                let mut frame = String::from("{\"op\":\"auth\",\"token\":");
+                push_json_str(&mut frame, &t);
+                frame.push('}');
+                *inner.token.borrow_mut() = Some(t);
+                if let Some(Transport::WebSocket(ws)) = &*inner.transport.borrow() {
+                    ws.send(&frame);
+                }
+            },
+            |inner, e| inner.report(&e),
+        );
     }
 
     fn take_pending(&self, reference: u64) -> Option<(Function, Function)> {
@@ -300,28 +318,19 @@ impl Inner {
             return self.open_now(generation, kind, &topics, since.as_deref());
         }
         // Called again on every connect, so a refreshed token is used.
-        let weak = Rc::downgrade(self);
-        let got = Closure::once_into_js(move |token: JsValue| {
-            if let Some(inner) = weak.upgrade()
-                && inner.generation.get() == generation
-            {
-                *inner.token.borrow_mut() = token.as_string();
+        self.fetch_token(
+            generation,
+            move |inner, token| {
+                *inner.token.borrow_mut() = token;
                 inner.open_now(generation, kind, &topics, since.as_deref());
-            }
-        });
-        let weak = Rc::downgrade(self);
-        let failed = Closure::once_into_js(move |e: JsValue| {
-            if let Some(inner) = weak.upgrade()
-                && inner.generation.get() == generation
-            {
-                inner.report(&e);
-                inner.feed(Input::Closed { code: None });
-            }
-        });
-        match source.unchecked_ref::<Function>().call0(&JsValue::NULL) {
-            Ok(v) => sse::then(&Promise::resolve(&v), &got, &failed),
-            Err(e) => sse::then(&Promise::reject(&e), &got, &failed),
-        }
+            },
+            move |inner, e| {
+                if inner.generation.get() == generation {
+                    inner.report(&e);
+                    inner.feed(Input::Closed { code: None });
+                }
+            },
+        );
     }
 
     fn open_now(

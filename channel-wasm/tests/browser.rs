@@ -174,6 +174,13 @@ async fn connect(base: &str, transport: &str, topics: &[&str]) -> Connected {
 }
 
 impl Connected {
+    /// Subscribes a fresh recorder to `pattern`.
+    fn record(&self, pattern: &str) -> Recorder {
+        let r = recorder();
+        self.channel.subscribe(pattern, r.f.clone()).unwrap();
+        r
+    }
+
     fn states(&self) -> Vec<String> {
         self.states
             .events
@@ -214,10 +221,7 @@ async fn subscribe_and_receive_on_both_transports() {
             c.channel.transport().as_string().as_deref(),
             Some(transport)
         );
-        let got = recorder();
-        c.channel
-            .subscribe(&format!("{r}.*"), got.f.clone())
-            .unwrap();
+        let got = c.record(&format!("{r}.*"));
         // The subscription may need a moment (SSE reopens its stream).
         sleep(300).await;
         let receipt = post(
@@ -245,10 +249,7 @@ async fn emit_resolves_with_the_gateway_receipt_on_both_transports() {
         let base = gateway("main");
         let r = root("emit", transport);
         let c = connect(base, transport, &[&format!("{r}.>")]).await;
-        let got = recorder();
-        c.channel
-            .subscribe(&format!("{r}.>"), got.f.clone())
-            .unwrap();
+        let got = c.record(&format!("{r}.>"));
         let options = obj(&[("correlationid", "corr-9".into())]);
         let data = obj(&[("target", "buy".into()), ("n", 1.into())]);
         let receipt = JsFuture::from(c.channel.emit(&format!("{r}.clicked"), &data, &options))
@@ -349,10 +350,7 @@ async fn a_connection_cut_by_the_gateway_resumes_without_loss_or_duplicates() {
         let base = gateway("tight");
         let r = root("resume", transport);
         let c = connect(base, transport, &[&format!("{r}.>")]).await;
-        let got = recorder();
-        c.channel
-            .subscribe(&format!("{r}.>"), got.f.clone())
-            .unwrap();
+        let got = c.record(&format!("{r}.>"));
         sleep(200).await;
         // 200 events in two bursts of 100, each far over the 8 KiB outbox:
         // the gateway cuts the connection as a slow consumer.
@@ -442,10 +440,7 @@ async fn a_throwing_handler_does_not_stop_the_others() {
         let c = connect(base, transport, &[&format!("{r}.x")]).await;
         let thrower = Function::new_with_args("e", "throw new Error('handler bug')");
         c.channel.subscribe(&format!("{r}.x"), thrower).unwrap();
-        let got = recorder();
-        c.channel
-            .subscribe(&format!("{r}.x"), got.f.clone())
-            .unwrap();
+        let got = c.record(&format!("{r}.x"));
         post(base, &format!(r#"{{"type":"{r}.x","data":{{"n":1}}}}"#)).await;
         post(base, &format!(r#"{{"type":"{r}.x","data":{{"n":2}}}}"#)).await;
         until("both events at the healthy handler", || got.len() == 2).await;
@@ -467,10 +462,7 @@ async fn a_malformed_frame_is_reported_and_the_channel_carries_on() {
         let base = gateway("main");
         let r = root("bad", transport);
         let c = connect(base, transport, &[&format!("{r}.x")]).await;
-        let got = recorder();
-        c.channel
-            .subscribe(&format!("{r}.x"), got.f.clone())
-            .unwrap();
+        let got = c.record(&format!("{r}.x"));
         c.channel.inject_frame("{not json");
         c.channel
             .inject_frame(r#"{"op":"event","event":{"type":"x"}}"#);
@@ -492,10 +484,7 @@ async fn auto_falls_back_to_sse_when_websocket_is_refused() {
     let r = root("fallback", "auto");
     let c = connect(base, "auto", &[&format!("{r}.x")]).await;
     assert_eq!(c.channel.transport().as_string().as_deref(), Some("sse"));
-    let got = recorder();
-    c.channel
-        .subscribe(&format!("{r}.x"), got.f.clone())
-        .unwrap();
+    let got = c.record(&format!("{r}.x"));
     sleep(300).await;
     post(base, &format!(r#"{{"type":"{r}.x","data":{{"n":1}}}}"#)).await;
     until("the event over SSE", || got.len() == 1).await;
