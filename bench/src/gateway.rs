@@ -66,6 +66,13 @@ impl Target {
             needs.history_events.max(10_000).to_string(),
             "--shutdown-timeout".into(),
             "1s".into(),
+            // The load generator is one address opening thousands of
+            // connections and emitting as fast as it can: the per-address
+            // protections would measure themselves, not the gateway.
+            "--connect-rate".into(),
+            "0".into(),
+            "--emit-rate".into(),
+            "0".into(),
         ];
         if let Some(b) = self.outbox_bytes {
             args.extend(["--outbox-bytes".into(), b.to_string()]);

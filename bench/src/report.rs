@@ -214,6 +214,14 @@ pub fn targets(report: &Report, workers: Option<usize>) -> Vec<Target> {
             b["ratio_sse_median"].as_f64(),
             "ratio",
         );
+        push(
+            "browser dispatch ≥ 0.8 × EventSource (EventChannel over WebSocket)",
+            "browser".into(),
+            0.8,
+            false,
+            b["ratio_ws_median"].as_f64(),
+            "ratio",
+        );
     }
     if let Some(s) = &report.client_size {
         push(
@@ -413,6 +421,11 @@ pub fn markdown(r: &Report) -> String {
                 "EventChannel, transport sse",
             ),
             (
+                "websocket_median",
+                "backlog_websocket_median",
+                "plain WebSocket + JSON.parse",
+            ),
+            (
                 "channel_ws_median",
                 "backlog_channel_ws_median",
                 "EventChannel, transport websocket",
@@ -432,11 +445,14 @@ pub fn markdown(r: &Report) -> String {
         );
         let _ = writeln!(
             md,
-            "\nRatio to EventSource, EventChannel over SSE: **{}** backlog, {} live; over WebSocket: {} backlog, {} live.",
+            "\nRatio to EventSource, EventChannel over SSE: **{}** backlog, {} live; over WebSocket: {} backlog, {} live. \
+             EventChannel over WebSocket against a plain WebSocket: {} backlog, {} live.",
             opt(b["ratio_sse_backlog_median"].as_f64(), 2),
             opt(b["ratio_sse_live_median"].as_f64(), 2),
             opt(b["ratio_ws_backlog_median"].as_f64(), 2),
-            opt(b["ratio_ws_live_median"].as_f64(), 2)
+            opt(b["ratio_ws_live_median"].as_f64(), 2),
+            opt(b["ratio_ws_to_websocket_backlog_median"].as_f64(), 2),
+            opt(b["ratio_ws_to_websocket_live_median"].as_f64(), 2)
         );
         if let Some(errs) = b["errors"].as_array().filter(|e| !e.is_empty()) {
             let _ = writeln!(

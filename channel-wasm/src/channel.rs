@@ -68,6 +68,7 @@ fn snapshot(list: &RefCell<Vec<(u32, Function)>>) -> Vec<Function> {
     list.borrow().iter().map(|(_, f)| f.clone()).collect()
 }
 
+#[derive(Clone)]
 struct Handler {
     id: u32,
     pattern: Pattern,
@@ -86,12 +87,16 @@ struct Inner {
     /// Bumped whenever a transport is opened or let go; signals from an
     /// older generation are ignored.
     generation: Cell<u32>,
-    handlers: RefCell<Vec<Handler>>,
+    /// Copied on write: delivery walks a snapshot without copying it, and a
+    /// handler that subscribes or unsubscribes while it runs gets a new list.
+    handlers: RefCell<Rc<Vec<Handler>>>,
+    keys: frames::Keys,
     state_listeners: RefCell<Vec<(u32, Function)>>,
     error_listeners: RefCell<Vec<(u32, Function)>>,
     /// Emits waiting for their outcome: (reference, resolve, reject).
     pending: RefCell<Vec<(u64, Function, Function)>>,
-    timer: Cell<Option<f64>>,
+    /// The pending `setTimeout`: its handle and when it is due.
+    timer: Cell<Option<(f64, f64)>>,
     tick: RefCell<Option<Closure<dyn FnMut()>>>,
     next_id: Cell<u32>,
     next_ref: Cell<u64>,
@@ -265,28 +270,29 @@ impl Inner {
     }
 
     fn deliver(self: &Rc<Self>, ty: &str, payload: &JsValue) {
-        // Collected first: a handler may subscribe or unsubscribe.
-        let matching: Vec<Function> = self
-            .handlers
-            .borrow()
-            .iter()
-            .filter(|h| h.pattern.matches(ty))
-            .map(|h| h.f.clone())
-            .collect();
-        for f in matching {
-            if let Err(thrown) = f.call1(&JsValue::NULL, payload) {
+        let handlers = self.handlers.borrow().clone();
+        for h in handlers.iter().filter(|h| h.pattern.matches(ty)) {
+            if let Err(thrown) = h.f.call1(&JsValue::NULL, payload) {
                 self.report_thrown(thrown);
             }
         }
     }
 
+    /// Makes sure the machine gets a `Tick` within `ms`. A timer already due
+    /// sooner is kept: the machine answers an early tick by asking for the
+    /// next one. So the liveness deadline, which moves with every event, does
+    /// not cost a `clearTimeout` + `setTimeout` per event.
     fn wake_in(self: &Rc<Self>, ms: f64) {
+        let due = now() + ms;
+        if self.timer.get().is_some_and(|(_, at)| at <= due) {
+            return;
+        }
         let (Some(set_timeout), Some(clear_timeout)) =
             (global_fn("setTimeout"), global_fn("clearTimeout"))
         else {
             return;
         };
-        if let Some(t) = self.timer.take() {
+        if let Some((t, _)) = self.timer.take() {
             let _ = clear_timeout.call1(&JsValue::NULL, &t.into());
         }
         if self.tick.borrow().is_none() {
@@ -301,7 +307,7 @@ impl Inner {
         let tick = self.tick.borrow();
         let f: &Function = tick.as_ref().expect("just set").as_ref().unchecked_ref();
         if let Ok(handle) = set_timeout.call2(&JsValue::NULL, f, &ms.ceil().into()) {
-            self.timer.set(handle.as_f64());
+            self.timer.set(handle.as_f64().map(|h| (h, due)));
         }
     }
 
@@ -396,9 +402,9 @@ impl Inner {
                 Ok(Input::Closed { code })
             }
             (Signal::Heartbeat, _) => Ok(Input::Heard),
-            (Signal::Welcome(text), _) => frames::sse_welcome(&text),
-            (Signal::Frame(text), Kind::Sse) => frames::sse_message(&text),
-            (Signal::Frame(text), Kind::WebSocket) => frames::ws_frame(&text),
+            (Signal::Welcome(data), _) => frames::sse_welcome(&data),
+            (Signal::Frame(data), Kind::Sse) => frames::sse_message(&data, &self.keys),
+            (Signal::Frame(data), Kind::WebSocket) => frames::ws_frame(&data, &self.keys),
         };
         match parsed {
             Ok(input) => self.feed(input),
@@ -522,7 +528,8 @@ impl Channel {
                 token: RefCell::new(None),
                 transport: RefCell::new(None),
                 generation: Cell::new(0),
-                handlers: RefCell::new(Vec::new()),
+                handlers: RefCell::new(Rc::new(Vec::new())),
+                keys: frames::Keys::default(),
                 state_listeners: RefCell::new(Vec::new()),
                 error_listeners: RefCell::new(Vec::new()),
                 pending: RefCell::new(Vec::new()),
@@ -566,7 +573,7 @@ impl Channel {
         let parsed = Pattern::parse(pattern).map_err(|e| error(e.code.as_str(), &e.message))?;
         let id = self.inner.next_id.get();
         self.inner.next_id.set(id + 1);
-        self.inner.handlers.borrow_mut().push(Handler {
+        Rc::make_mut(&mut self.inner.handlers.borrow_mut()).push(Handler {
             id,
             pattern: parsed,
             f: handler,
@@ -577,7 +584,8 @@ impl Channel {
 
     pub fn unsubscribe(&self, id: u32) {
         let removed = {
-            let mut hs = self.inner.handlers.borrow_mut();
+            let mut list = self.inner.handlers.borrow_mut();
+            let hs = Rc::make_mut(&mut list);
             let Some(i) = hs.iter().position(|h| h.id == id) else {
                 return;
             };
@@ -674,7 +682,7 @@ impl Channel {
     /// Closes the channel: pending emits reject with `closed`.
     pub fn close(&self) {
         self.inner.feed(Input::Close);
-        if let (Some(t), Some(clear)) = (self.inner.timer.take(), global_fn("clearTimeout")) {
+        if let (Some((t, _)), Some(clear)) = (self.inner.timer.take(), global_fn("clearTimeout")) {
             let _ = clear.call1(&JsValue::NULL, &t.into());
         }
     }
@@ -686,7 +694,7 @@ impl Channel {
         let Some(kind) = self.inner.machine.borrow().transport() else {
             return;
         };
-        self.inner.on_signal(kind, Signal::Frame(text.to_owned()));
+        self.inner.on_signal(kind, Signal::Frame(text.into()));
     }
 }
 

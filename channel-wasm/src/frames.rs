@@ -4,11 +4,45 @@
 
 use crate::machine::Input;
 use eventwire_protocol::op;
-use js_sys::{JSON, Reflect};
-use wasm_bindgen::JsValue;
+use js_sys::Reflect;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `JSON.parse` on the browser's own string (js-sys's takes a `&str`,
+    /// which would copy the frame into wasm memory and back).
+    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
+    fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
+}
+
+/// The keys read from every event, made into JS strings once per channel
+/// rather than once per lookup.
+pub struct Keys {
+    id: JsValue,
+    ty: JsValue,
+    seq: JsValue,
+    op: JsValue,
+    event: JsValue,
+}
+
+impl Default for Keys {
+    fn default() -> Keys {
+        Keys {
+            id: "id".into(),
+            ty: "type".into(),
+            seq: "seq".into(),
+            op: "op".into(),
+            event: "event".into(),
+        }
+    }
+}
+
+fn field(obj: &JsValue, key: &JsValue) -> JsValue {
+    Reflect::get(obj, key).unwrap_or(JsValue::UNDEFINED)
+}
 
 fn get(obj: &JsValue, key: &str) -> JsValue {
-    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+    field(obj, &JsValue::from_str(key))
 }
 
 fn string(obj: &JsValue, key: &str) -> Option<String> {
@@ -22,8 +56,8 @@ fn number(obj: &JsValue, key: &str) -> Option<f64> {
 /// A frame that is not what the protocol says: the reason, for `onError`.
 pub struct Malformed(pub &'static str);
 
-fn parse(text: &str) -> Result<JsValue, Malformed> {
-    let v = JSON::parse(text).map_err(|_| Malformed("a frame is not valid JSON"))?;
+fn parse(text: &JsValue) -> Result<JsValue, Malformed> {
+    let v = json_parse(text).map_err(|_| Malformed("a frame is not valid JSON"))?;
     if v.is_object() {
         Ok(v)
     } else {
@@ -32,11 +66,11 @@ fn parse(text: &str) -> Result<JsValue, Malformed> {
 }
 
 /// An event envelope as delivered (SSE data, or a WebSocket `event`).
-pub fn event(envelope: JsValue) -> Result<Input<JsValue>, Malformed> {
+pub fn event(envelope: JsValue, k: &Keys) -> Result<Input<JsValue>, Malformed> {
     match (
-        string(&envelope, "id"),
-        string(&envelope, "type"),
-        string(&envelope, "seq"),
+        field(&envelope, &k.id).as_string(),
+        field(&envelope, &k.ty).as_string(),
+        field(&envelope, &k.seq).as_string(),
     ) {
         (Some(id), Some(ty), Some(seq)) => Ok(Input::Event {
             id,
@@ -59,11 +93,11 @@ pub fn welcome(obj: &JsValue) -> Input<JsValue> {
 }
 
 /// An SSE message: its data is an envelope.
-pub fn sse_message(text: &str) -> Result<Input<JsValue>, Malformed> {
-    event(parse(text)?)
+pub fn sse_message(text: &JsValue, keys: &Keys) -> Result<Input<JsValue>, Malformed> {
+    event(parse(text)?, keys)
 }
 
-pub fn sse_welcome(text: &str) -> Result<Input<JsValue>, Malformed> {
+pub fn sse_welcome(text: &JsValue) -> Result<Input<JsValue>, Malformed> {
     Ok(welcome(&parse(text)?))
 }
 
@@ -71,12 +105,19 @@ fn reference(obj: &JsValue) -> Option<u64> {
     string(obj, "ref").and_then(|r| r.parse().ok())
 }
 
+/// The `code` in the data of an SSE `$close`, if it has one.
+pub fn close_code(text: &JsValue) -> Option<String> {
+    parse(text).ok().and_then(|v| string(&v, "code"))
+}
+
 /// A WebSocket text frame.
-pub fn ws_frame(text: &str) -> Result<Input<JsValue>, Malformed> {
+pub fn ws_frame(text: &JsValue, k: &Keys) -> Result<Input<JsValue>, Malformed> {
     let v = parse(text)?;
-    let name = string(&v, "op").ok_or(Malformed("a frame has no op"))?;
+    let name = field(&v, &k.op)
+        .as_string()
+        .ok_or(Malformed("a frame has no op"))?;
     Ok(match name.as_str() {
-        op::EVENT => return event(get(&v, "event")),
+        op::EVENT => return event(field(&v, &k.event), k),
         op::WELCOME => welcome(&v),
         op::SUBSCRIBED => match string(&v, "ref").as_deref() {
             Some("sub") => Input::Subscribed {

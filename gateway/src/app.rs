@@ -123,6 +123,7 @@ impl Gateway {
             metrics.clone(),
             config.max_subscriptions,
             config.outbox_bytes,
+            config.write_delay,
         )
         .await?;
         Ok(Gateway {
@@ -218,37 +219,47 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    let mut app = Router::new().route("/v1/sse", get(sse::handler));
+    // The streams are not traced: tower-http's body wrapper would run for
+    // every frame of a connection that lasts hours, and a span per stream
+    // says nothing the connection metrics do not.
+    let mut streams = Router::new().route("/v1/sse", get(sse::handler));
     if shared.config.websocket {
-        app = app.route("/v1/ws", get(ws::handler));
+        streams = streams.route("/v1/ws", get(ws::handler));
     }
-    app = app
+    let not_found = || async { ApiError::new(ErrorCode::NotFound, "no such route") };
+    let mut api = Router::new()
         .route("/v1/events", get(publish::history).post(publish::post))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                ErrorCode::MethodNotAllowed,
-                "method not allowed on this route",
-            )
-        });
-    let not_found = || async { ApiError::new(ErrorCode::NotFound, "no such route") };
-    app = match &shared.config.static_dir {
+        .route("/metrics", get(metrics));
+    api = match &shared.config.static_dir {
         Some(dir) => {
-            app.fallback_service(ServeDir::new(dir).fallback(get(not_found).with_state(())))
+            api.fallback_service(ServeDir::new(dir).fallback(get(not_found).with_state(())))
         }
-        None => app.fallback(not_found),
+        None => api.fallback(not_found),
     };
-    if let Some(cors) = cors(&shared.config.cors_origins) {
-        app = app.layer(cors);
-    }
     // Spans name the path only: query strings carry `access_token`, and
     // tokens must never reach a log.
     let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
         tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
     });
-    app.layer(trace).with_state(shared)
+    let mut app = streams
+        .method_not_allowed_fallback(method_not_allowed)
+        .merge(
+            api.method_not_allowed_fallback(method_not_allowed)
+                .layer(trace),
+        );
+    if let Some(cors) = cors(&shared.config.cors_origins) {
+        app = app.layer(cors);
+    }
+    app.with_state(shared)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this route",
+    )
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -147,6 +147,13 @@ pub struct Config {
     #[arg(long, env = "EVENTWIRE_OUTBOX_BYTES", default_value_t = 1024 * 1024)]
     pub outbox_bytes: usize,
 
+    /// Hold live events up to this long so a subscriber's events leave in one
+    /// write (0s: write at once). Fewer, larger writes cost less CPU per
+    /// delivery at the price of up to this much latency. Acks, welcomes and
+    /// replays are never delayed.
+    #[arg(long, env = "EVENTWIRE_WRITE_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub write_delay: Duration,
+
     /// Largest WebSocket message accepted; bigger ones close the socket (1009).
     #[arg(long, env = "EVENTWIRE_WS_MAX_MESSAGE_BYTES", default_value_t = 256 * 1024)]
     pub ws_max_message_bytes: usize,

@@ -6,6 +6,7 @@
 //! up: it is closed as `slow_consumer`, and resumes from its last position.
 
 use crate::engine::Event;
+use crate::flush::Flusher;
 use bytes::Bytes;
 use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
 use futures_util::task::AtomicWaker;
@@ -75,6 +76,8 @@ pub struct Conn {
     last_live: AtomicU64,
     /// The connection's subscriptions, in the order they were made.
     pub patterns: Mutex<Vec<Pattern>>,
+    /// With `--write-delay`: live events wake the writer on its tick.
+    flusher: Option<Arc<Flusher>>,
 }
 
 #[derive(Default)]
@@ -95,7 +98,13 @@ struct State {
 }
 
 impl Conn {
-    pub fn new(key: u64, id: String, transport: Transport, limit: usize) -> Conn {
+    pub fn new(
+        key: u64,
+        id: String,
+        transport: Transport,
+        limit: usize,
+        flusher: Option<Arc<Flusher>>,
+    ) -> Conn {
         Conn {
             key,
             id,
@@ -106,6 +115,7 @@ impl Conn {
             drained: Notify::new(),
             last_live: AtomicU64::new(0),
             patterns: Mutex::new(Vec::new()),
+            flusher,
         }
     }
 
@@ -130,7 +140,20 @@ impl Conn {
         // The writer parks only on an empty queue and drains it whole, so
         // only the first item after a drain needs to wake it.
         let wake = st.replay.is_none() && st.queue.len() == 1;
-        self.enforce_limit(st, wake)
+        let open = self.enforce_limit(st, false);
+        if open && wake {
+            match &self.flusher {
+                // A writer that is not parked has no waker to take; it
+                // drains the queue anyway before it parks.
+                Some(f) => {
+                    if let Some(w) = self.writer.take() {
+                        f.defer(w);
+                    }
+                }
+                None => self.writer.wake(),
+            }
+        }
+        open
     }
 
     /// Queues a control frame (welcome, ack, error...).
@@ -312,7 +335,7 @@ mod tests {
 
     #[tokio::test]
     async fn replay_merges_with_buffered_live_events() {
-        let conn = Conn::new(1, "c".into(), Transport::Sse, 1 << 20);
+        let conn = Conn::new(1, "c".into(), Transport::Sse, 1 << 20, None);
         conn.begin_replay();
         conn.push_live(&ev(4));
         conn.push_live(&ev(5));
@@ -331,7 +354,7 @@ mod tests {
 
     #[tokio::test]
     async fn overflow_closes_as_slow_consumer_and_drops_the_queue() {
-        let conn = Conn::new(1, "c".into(), Transport::WebSocket, 200);
+        let conn = Conn::new(1, "c".into(), Transport::WebSocket, 200, None);
         for o in 1..=10 {
             conn.push_live(&ev(o));
         }
@@ -345,7 +368,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_live_burst_during_replay_neither_stalls_nor_cuts_off_the_replay() {
-        let conn = Conn::new(1, "c".into(), Transport::Sse, 1000);
+        let conn = Conn::new(1, "c".into(), Transport::Sse, 1000, None);
         conn.begin_replay();
         // Live events held back: more than half the limit, less than all of it.
         for o in 100..108 {
@@ -365,7 +388,7 @@ mod tests {
 
     #[tokio::test]
     async fn graceful_close_flushes_first() {
-        let conn = Conn::new(1, "c".into(), Transport::Sse, 1 << 20);
+        let conn = Conn::new(1, "c".into(), Transport::Sse, 1 << 20, None);
         conn.push_live(&ev(1));
         conn.close(ProtocolError::new(ErrorCode::ShuttingDown, "bye"), false);
         let mut buf = Vec::new();

@@ -7,6 +7,7 @@
 
 use crate::conn::{Conn, Out, Transport};
 use crate::engine::{Engine, EngineError, HistoryQuery};
+use crate::flush::Flusher;
 use crate::metrics::Metrics;
 use crate::sublist::Sublist;
 use bytes::Bytes;
@@ -15,6 +16,7 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Events read from history per engine call during a replay.
 const REPLAY_PAGE: usize = 512;
@@ -28,6 +30,7 @@ pub struct Hub {
     node: String,
     max_subscriptions: usize,
     outbox_bytes: usize,
+    flusher: Option<Arc<Flusher>>,
     /// The newest event routed, or where the engine stream started. Read
     /// under the trie's write lock, it is exactly the position after which
     /// a newly registered connection gets every matching event.
@@ -55,6 +58,7 @@ impl Hub {
         metrics: Arc<Metrics>,
         max_subscriptions: usize,
         outbox_bytes: usize,
+        write_delay: Duration,
     ) -> Result<Arc<Hub>, EngineError> {
         let sub = engine
             .subscribe(Pattern::parse(">").expect("valid"))
@@ -70,6 +74,7 @@ impl Hub {
             node: format!("{:06x}", uuid::Uuid::new_v4().as_u128() as u32 & 0xff_ffff),
             max_subscriptions,
             outbox_bytes,
+            flusher: (!write_delay.is_zero()).then(|| Flusher::start(write_delay)),
             routed: Mutex::new(Routed::Start(sub.from)),
         });
         let weak = Arc::downgrade(&hub);
@@ -138,6 +143,7 @@ impl Hub {
             format!("{}-{key}", self.node),
             transport,
             self.outbox_bytes,
+            self.flusher.clone(),
         ));
         self.conns.lock().insert(key, conn.clone());
         self.metrics.connections(transport).increment(1.0);
@@ -387,9 +393,15 @@ mod tests {
             inner: MemoryEngine::new(MemoryConfig::default()),
             gaps: parking_lot::Mutex::new(None),
         });
-        let hub = Hub::start(engine.clone(), Arc::new(Metrics::new()), 8, 1 << 20)
-            .await
-            .unwrap();
+        let hub = Hub::start(
+            engine.clone(),
+            Arc::new(Metrics::new()),
+            8,
+            1 << 20,
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
         let conn = hub.connect(Transport::Sse);
         hub.subscribe(&conn, vec![Pattern::parse("a").unwrap()], None, |_, _| {
             Bytes::new()

@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn;
 pub mod engine;
 pub mod error;
+pub mod flush;
 pub mod hub;
 pub mod ingest;
 pub mod limits;

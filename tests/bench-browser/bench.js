@@ -1,5 +1,6 @@
 // The page side of the browser benchmark: one client at a time (a plain
-// EventSource + JSON.parse, or EventChannel over SSE or WebSocket) counts the
+// EventSource + JSON.parse, a plain WebSocket + JSON.parse, or EventChannel
+// over SSE or WebSocket) counts the
 // events that reach its handler and notes when the first and last arrived.
 // run.mjs drives it through window.bench and publishes from Node.
 import { EventChannel } from './pkg/index.js';
@@ -33,6 +34,21 @@ window.bench = {
       });
       es.onmessage = (e) => hit(JSON.parse(e.data));
       state.close = () => es.close();
+    } else if (mode === 'websocket') {
+      // What the browser's WebSocket costs by itself, for the channel's WS ratio.
+      const ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/v1/ws`);
+      await new Promise((resolve, reject) => {
+        ws.onopen = () => ws.send(JSON.stringify({ op: 'subscribe', ref: 'sub', topics: [topic] }));
+        ws.onmessage = (e) => {
+          if (JSON.parse(e.data).op === 'subscribed') resolve();
+        };
+        ws.onerror = () => reject(new Error('WebSocket failed to open'));
+      });
+      ws.onmessage = (e) => {
+        const f = JSON.parse(e.data);
+        if (f.op === 'event') hit(f.event);
+      };
+      state.close = () => ws.close();
     } else {
       const transport = mode === 'channel-ws' ? 'websocket' : 'sse';
       const ch = await EventChannel.connect({ url: location.origin, transport, topics: [topic] });

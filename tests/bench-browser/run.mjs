@@ -26,7 +26,7 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 function args() {
-  const a = { events: 20000, runs: 3, 'event-bytes': 100, 'gateway-bin': 'target/release/eventwire-gateway', out: '', batch: 100, parallel: 4 };
+  const a = { events: 20000, runs: 3, 'event-bytes': 100, 'gateway-bin': 'target/release/eventwire-gateway', out: '', batch: 100, parallel: 4, profile: '' };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i += 2) {
     const k = argv[i].replace(/^--/, '');
@@ -124,7 +124,22 @@ async function publish(url, list, parallel, n) {
   return { rate: n / ((performance.now() - t0) / 1000), ms: performance.now() - t0 };
 }
 
-const MODES = ['eventsource', 'channel-sse', 'channel-ws'];
+/** Self time by function, top 25, to stderr. */
+function printProfile(profile) {
+  const self = new Map();
+  const total = profile.samples.length;
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  for (const id of profile.samples) {
+    const f = byId.get(id).callFrame;
+    const name = `${f.functionName || '(anonymous)'} ${path.basename(f.url)}:${f.lineNumber}`;
+    self.set(name, (self.get(name) ?? 0) + 1);
+  }
+  for (const [name, n] of [...self].sort((x, y) => y[1] - x[1]).slice(0, 25)) {
+    console.error(`${((100 * n) / total).toFixed(1).padStart(5)}%  ${name}`);
+  }
+}
+
+const MODES = ['eventsource', 'channel-sse', 'websocket', 'channel-ws'];
 
 async function main() {
   const a = args();
@@ -167,7 +182,16 @@ async function main() {
             await blocked;
             if (pub.ms + 300 > blockMs) result.errors.push(`backlog ${mode} run ${run}: publishing took ${pub.ms.toFixed(0)} ms, longer than the block`);
           }
+          // --profile MODE: V8's sampling profile of MODE's first backlog dispatch.
+          const profiling = a.profile === mode && kind === 'backlog' && run === 0;
+          const cdp = profiling ? await page.context().newCDPSession(page) : null;
+          if (cdp) {
+            await cdp.send('Profiler.enable');
+            await cdp.send('Profiler.setSamplingInterval', { interval: 50 });
+            await cdp.send('Profiler.start');
+          }
           const r = await page.evaluate((ms) => window.bench.wait(ms), 60000);
+          if (cdp) printProfile((await cdp.send('Profiler.stop')).profile);
           if (r.n !== a.events) result.errors.push(`${kind} ${mode} run ${run}: ${r.n} of ${a.events} events arrived`);
           const rate = r.n > 1 && r.ms > 0 ? (r.n - 1) / (r.ms / 1000) : null;
           result[kind][mode].push(rate);
@@ -181,8 +205,8 @@ async function main() {
     child.kill('SIGTERM');
   }
   const med = (k, m) => median(result[k][m]);
-  const ratio = (k, m) => {
-    const rs = result[k][m].map((v, i) => v / result[k].eventsource[i]);
+  const ratio = (k, m, base = 'eventsource') => {
+    const rs = result[k][m].map((v, i) => v / result[k][base][i]);
     return median(rs);
   };
   Object.assign(result, {
@@ -197,6 +221,10 @@ async function main() {
     backlog_channel_ws_median: med('backlog', 'channel-ws'),
     ratio_sse_backlog_median: ratio('backlog', 'channel-sse'),
     ratio_ws_backlog_median: ratio('backlog', 'channel-ws'),
+    websocket_median: med('live', 'websocket'),
+    backlog_websocket_median: med('backlog', 'websocket'),
+    ratio_ws_to_websocket_backlog_median: ratio('backlog', 'channel-ws', 'websocket'),
+    ratio_ws_to_websocket_live_median: ratio('live', 'channel-ws', 'websocket'),
   });
   // The headline: the backlog ratio isolates the client; the live one can be
   // capped by the publisher (see publish_median).

@@ -6,13 +6,16 @@ pub mod sse;
 pub mod websocket;
 
 use std::rc::Rc;
+use wasm_bindgen::JsValue;
 
 /// What a transport reports.
 pub enum Signal {
-    /// A text frame (WebSocket) or an unnamed event's data (SSE).
-    Frame(String),
+    /// A text frame (WebSocket) or an unnamed event's data (SSE), as the
+    /// browser's own string: it goes to `JSON.parse` without ever being
+    /// copied into wasm memory and back.
+    Frame(JsValue),
     /// SSE `$welcome` data.
-    Welcome(String),
+    Welcome(JsValue),
     /// SSE `$heartbeat`.
     Heartbeat,
     /// The transport ended; the gateway's reason code when it gave one.

@@ -20,20 +20,16 @@ pub struct SseTransport {
     _on_error: Closure<dyn FnMut(Event)>,
 }
 
-fn data(e: &MessageEvent) -> String {
-    e.data().as_string().unwrap_or_default()
-}
-
 impl SseTransport {
     pub fn open(url: &str, on: OnSignal) -> Result<SseTransport, JsValue> {
         let source = EventSource::new(url)?;
         let o = on.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            o(Signal::Frame(data(&e)))
+            o(Signal::Frame(e.data()))
         });
         let o = on.clone();
         let on_welcome = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            o(Signal::Welcome(data(&e)))
+            o(Signal::Welcome(e.data()))
         });
         let o = on.clone();
         let on_heartbeat =
@@ -42,10 +38,7 @@ impl SseTransport {
         let src = source.clone();
         let on_close = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             src.close();
-            let code = js_sys::JSON::parse(&data(&e))
-                .ok()
-                .and_then(|v| js_sys::Reflect::get(&v, &"code".into()).ok())
-                .and_then(|c| c.as_string());
+            let code = crate::frames::close_code(&e.data());
             o(Signal::Closed(code));
         });
         let src = source.clone();

@@ -16,8 +16,10 @@ impl WebSocketTransport {
         let socket = WebSocket::new(url)?;
         let on_msg = on.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            if let Some(text) = e.data().as_string() {
-                on_msg(Signal::Frame(text));
+            let data = e.data();
+            // Binary frames are not part of the protocol.
+            if data.is_string() {
+                on_msg(Signal::Frame(data));
             }
         });
         // `error` is always followed by `close`, so `close` alone reports.

@@ -126,6 +126,9 @@ pub struct SseClient {
     stream: ByteStream,
     buf: String,
     pub heartbeats: usize,
+    /// HTTP chunks read so far: the gateway writes one chunk per wake of
+    /// the connection's writer, so this counts its writes.
+    pub chunks: usize,
 }
 
 impl SseClient {
@@ -146,6 +149,7 @@ impl SseClient {
             stream,
             buf: String::new(),
             heartbeats: 0,
+            chunks: 0,
         }
     }
 
@@ -214,7 +218,10 @@ impl SseClient {
                 }
             }
             match self.stream.next().await {
-                Some(Ok(chunk)) => self.buf.push_str(std::str::from_utf8(&chunk).unwrap()),
+                Some(Ok(chunk)) => {
+                    self.chunks += 1;
+                    self.buf.push_str(std::str::from_utf8(&chunk).unwrap())
+                }
                 Some(Err(_)) | None => return None,
             }
         }
