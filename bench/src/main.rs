@@ -151,7 +151,7 @@ struct AllArgs {
     /// Seconds of publishing per fan-out scenario.
     #[arg(long, default_value_t = 8)]
     duration: u64,
-    /// Only these scenarios (comma-separated: 1,2a,2b,2c,3,4,5).
+    /// Only these scenarios (comma-separated: 1,2a,2b,2c,2d,2e,3,4,5).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Transports to run.
@@ -361,6 +361,7 @@ async fn run(cli: Cli, nofile: (u64, u64)) -> ExitCode {
                 duration: Duration::from_secs(a.duration),
                 workers: None,
                 via: None,
+                gateway_args: Vec::new(),
             };
             let row = scenario::fanout(&c, &f).await;
             write_single(&row, a.out.as_ref(), nofile);
@@ -485,6 +486,7 @@ async fn all(c: &Common, o: &Opts, a: AllArgs, nofile: (u64, u64)) -> ExitCode {
         duration: d,
         workers,
         via: None,
+        gateway_args: Vec::new(),
     };
     let one = a.one_worker.then_some(Some(1));
     let mut plans: Vec<Fanout> = Vec::new();
@@ -516,6 +518,18 @@ async fn all(c: &Common, o: &Opts, a: AllArgs, nofile: (u64, u64)) -> ExitCode {
                     t,
                     workers,
                 ));
+            }
+        }
+        // The opt-in --write-delay, at delays long enough to coalesce at
+        // these rates (10 ms and 50 ms between one subscriber's events).
+        for (id, title, subs, rate, delay) in [
+            ("2d", "1k subs × 100 ev/s, --write-delay 50ms", 1000, 100.0, "50ms"),
+            ("2e", "5k subs × 20 ev/s, --write-delay 100ms", 5000, 20.0, "100ms"),
+        ] {
+            if wanted(id) {
+                let mut f = fan(id, title, subs, 1, Some(rate), t, w);
+                f.gateway_args = vec![format!("--write-delay={delay}")];
+                plans.push(f);
             }
         }
         for workers in std::iter::once(w).chain(one) {

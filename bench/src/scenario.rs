@@ -74,6 +74,8 @@ pub struct Fanout {
     pub duration: Duration,
     pub workers: Option<usize>,
     pub via: Option<Via>,
+    /// More gateway flags for this run only.
+    pub gateway_args: Vec<String>,
 }
 
 fn row_for(id: &str, title: &str, sel: Sel, workers: Option<usize>, c: &Common) -> Row {
@@ -259,6 +261,7 @@ pub async fn fanout(c: &Common, f: &Fanout) -> Row {
     if f.workers.is_some() {
         target.workers = f.workers;
     }
+    target.extra_args.extend(f.gateway_args.iter().cloned());
     let needs = Needs {
         connections: f.subs + 10,
         ..Needs::default()

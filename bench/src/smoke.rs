@@ -74,6 +74,7 @@ pub async fn run(c: &Common) -> ExitCode {
         duration: Duration::from_millis(2500),
         workers: None,
         via: Some(Via::Http),
+        gateway_args: Vec::new(),
     };
     let row = scenario::fanout(&c, &http).await;
     checks.delivery("300 subscribers (SSE + WS), 3 topics, POST batches", &row);
@@ -98,6 +99,7 @@ pub async fn run(c: &Common) -> ExitCode {
         duration: Duration::from_millis(1500),
         workers: None,
         via: Some(Via::Ws),
+        gateway_args: Vec::new(),
     };
     let row = scenario::fanout(&c, &emit).await;
     checks.delivery("100 subscribers (SSE + WS), WebSocket emit", &row);
