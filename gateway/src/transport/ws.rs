@@ -27,8 +27,11 @@ use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// Per-connection read buffer. tungstenite zero-fills its whole read buffer
-/// before each read, and its 128 KiB default dominates an idle connection's memory.
-const READ_BUFFER: usize = 4 * 1024;
+/// before each read, and its 128 KiB default dominates an idle connection's
+/// memory. Clients send little (subscribes, pongs, emits of a few hundred
+/// bytes), so 1 KiB costs a big emit a few more reads and saves 3 KiB per
+/// connection against 4 KiB (10.5 → 7.5 KiB RSS per idle connection).
+const READ_BUFFER: usize = 1024;
 /// Frames are gathered up to this size before a write; the writer flushes
 /// after each batch anyway.
 const WRITE_BUFFER: usize = 16 * 1024;
