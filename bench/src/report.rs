@@ -133,7 +133,8 @@ pub fn targets(report: &Report, workers: Option<usize>) -> Vec<Target> {
     };
     let cpu = |r: &Row| r.cpu_s_per_million_median.or(r.cpu_s_per_million);
     for t in ["sse", "ws"] {
-        for (scenario, limit) in [("2a", 2.0), ("2c", 4.0)] {
+        // 2d and 2e are 2a and 2c with the opt-in --write-delay.
+        for (scenario, limit) in [("2a", 2.0), ("2c", 4.0), ("2d", 2.0), ("2e", 4.0)] {
             for w in [workers, Some(1)] {
                 if let Some(r) = find(rows, scenario, t, w) {
                     push(
