@@ -523,8 +523,20 @@ async fn all(c: &Common, o: &Opts, a: AllArgs, nofile: (u64, u64)) -> ExitCode {
         // The opt-in --write-delay, at delays long enough to coalesce at
         // these rates (10 ms and 50 ms between one subscriber's events).
         for (id, title, subs, rate, delay) in [
-            ("2d", "1k subs × 100 ev/s, --write-delay 50ms", 1000, 100.0, "50ms"),
-            ("2e", "5k subs × 20 ev/s, --write-delay 100ms", 5000, 20.0, "100ms"),
+            (
+                "2d",
+                "1k subs × 100 ev/s, --write-delay 50ms",
+                1000,
+                100.0,
+                "50ms",
+            ),
+            (
+                "2e",
+                "5k subs × 20 ev/s, --write-delay 100ms",
+                5000,
+                20.0,
+                "100ms",
+            ),
         ] {
             if wanted(id) {
                 let mut f = fan(id, title, subs, 1, Some(rate), t, w);
