@@ -287,14 +287,10 @@ impl Inner {
         if self.timer.get().is_some_and(|(_, at)| at <= due) {
             return;
         }
-        let (Some(set_timeout), Some(clear_timeout)) =
-            (global_fn("setTimeout"), global_fn("clearTimeout"))
-        else {
+        let Some(set_timeout) = global_fn("setTimeout") else {
             return;
         };
-        if let Some((t, _)) = self.timer.take() {
-            let _ = clear_timeout.call1(&JsValue::NULL, &t.into());
-        }
+        self.clear_timer();
         if self.tick.borrow().is_none() {
             let weak = Rc::downgrade(self);
             *self.tick.borrow_mut() = Some(Closure::new(move || {
@@ -308,6 +304,13 @@ impl Inner {
         let f: &Function = tick.as_ref().expect("just set").as_ref().unchecked_ref();
         if let Ok(handle) = set_timeout.call2(&JsValue::NULL, f, &ms.ceil().into()) {
             self.timer.set(handle.as_f64().map(|h| (h, due)));
+        }
+    }
+
+    /// Cancels the pending `setTimeout`, if any.
+    fn clear_timer(&self) {
+        if let (Some((t, _)), Some(clear)) = (self.timer.take(), global_fn("clearTimeout")) {
+            let _ = clear.call1(&JsValue::NULL, &t.into());
         }
     }
 
@@ -682,9 +685,7 @@ impl Channel {
     /// Closes the channel: pending emits reject with `closed`.
     pub fn close(&self) {
         self.inner.feed(Input::Close);
-        if let (Some((t, _)), Some(clear)) = (self.inner.timer.take(), global_fn("clearTimeout")) {
-            let _ = clear.call1(&JsValue::NULL, &t.into());
-        }
+        self.inner.clear_timer();
     }
 
     /// Feeds `text` to the channel as if the current transport had received

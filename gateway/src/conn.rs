@@ -144,9 +144,12 @@ impl Conn {
         if open && wake {
             match &self.flusher {
                 // A writer that is not parked has no waker to take; it
-                // drains the queue anyway before it parks.
+                // drains the queue anyway before it parks. The waker stays
+                // registered too, so a control frame, a replay or a close
+                // pushed before the tick still wakes the writer at once.
                 Some(f) => {
                     if let Some(w) = self.writer.take() {
+                        self.writer.register(&w);
                         f.defer(w);
                     }
                 }

@@ -16,11 +16,11 @@
 //            can. This isolates the client's own cost per event.
 // Rates are events / (last − first arrival). Medians over the runs.
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { cpSync, mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { freePort } from '../e2e/harness.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -34,17 +34,6 @@ function args() {
     a[k] = typeof a[k] === 'number' ? Number(argv[i + 1]) : argv[i + 1];
   }
   return a;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

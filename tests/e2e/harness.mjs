@@ -11,7 +11,8 @@ const gatewayBin = path.join(repo, 'target/debug/eventwire-gateway');
 const workerBin = path.join(repo, 'target/debug/examples/worker');
 const children = new Set();
 
-function freePort() {
+/** A free loopback port (also used by tests/bench-browser/run.mjs). */
+export function freePort() {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.listen(0, '127.0.0.1', () => {
