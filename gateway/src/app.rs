@@ -1,6 +1,5 @@
-//! The router, in one place, and the state every handler shares.
+//! The router, in one place, and the gateway that serves it.
 
-use crate::auth::{Authenticator, Identity};
 use crate::config::{Config, EngineKind};
 use crate::engine::memory::{MemoryConfig, MemoryEngine};
 use crate::engine::{Engine, EngineError};
@@ -9,6 +8,7 @@ use crate::hub::Hub;
 use crate::limits::{ConnLimit, PerIp};
 use crate::listener::{ClientAddr, GatewayListener};
 use crate::metrics::Metrics;
+use crate::state::Shared;
 use crate::transport::{publish, sse, ws};
 use axum::Json;
 use axum::Router;
@@ -17,7 +17,6 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use eventwire_protocol::{ErrorCode, ProtocolError};
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -25,22 +24,6 @@ use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
-
-/// What every handler shares.
-pub struct Shared {
-    pub config: Config,
-    pub hub: Arc<Hub>,
-    pub metrics: Arc<Metrics>,
-    pub prometheus: PrometheusHandle,
-    pub limit: Arc<ConnLimit>,
-    /// Cancelled when shutdown starts.
-    pub shutdown: CancellationToken,
-    pub auth: Authenticator,
-    /// New streaming connections, per client address.
-    pub connects: PerIp,
-    /// POSTs made with user tokens, per client address.
-    pub posts: PerIp,
-}
 
 /// Why a gateway could not be built.
 #[derive(Debug)]
@@ -62,27 +45,6 @@ impl std::fmt::Display for StartError {
             StartError::Engine(e) => write!(f, "engine: {e:?}"),
             StartError::Config(m) => f.write_str(m),
         }
-    }
-}
-
-/// The client's address as the listener saw it, when the router was served
-/// by [`Gateway::serve`]. (Addresses in `X-Forwarded-For` are not trusted.)
-pub type Peer = Option<axum::Extension<axum::extract::ConnectInfo<ClientAddr>>>;
-
-pub fn peer_ip(peer: &Peer) -> Option<std::net::IpAddr> {
-    peer.as_ref().map(|p| (p.0).0.0.ip())
-}
-
-impl Shared {
-    /// Authenticates a request or connection from its headers and query.
-    pub fn identify(
-        &self,
-        headers: &axum::http::HeaderMap,
-        query: Option<&str>,
-    ) -> Result<Identity, eventwire_protocol::ProtocolError> {
-        let token =
-            crate::auth::token_from(headers, query, self.config.auth.auth_cookie.as_deref());
-        self.auth.identify(token.as_deref())
     }
 }
 

@@ -1,7 +1,8 @@
 //! eventwire gateway: relays events between browsers and a broker engine.
 //!
-//! `app` builds the router; `hub` fans events out to connections; `engine`
-//! is the broker; `transport` holds the SSE, WebSocket and HTTP endpoints.
+//! `app` builds the router; `state` is what its handlers share; `hub` fans
+//! events out to connections; `engine` is the broker; `transport` holds the
+//! SSE, WebSocket and HTTP endpoints.
 
 pub mod app;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod shutdown;
+pub mod state;
 pub mod sublist;
 pub mod transport;
 

@@ -1,11 +1,11 @@
 //! `POST /v1/events` (publish one event or a batch) and `GET /v1/events`
 //! (read history), plus the publish path WebSocket `emit` shares.
 
-use crate::app::{Peer, Shared, peer_ip};
 use crate::auth::Identity;
 use crate::engine::{Accepted, HistoryQuery, NewEvent};
 use crate::error::ApiError;
 use crate::ingest;
+use crate::state::{Peer, Shared, peer_ip};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};

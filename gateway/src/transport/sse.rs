@@ -7,10 +7,10 @@
 
 use super::Session;
 use super::publish::StreamQuery;
-use crate::app::{Peer, Shared, peer_ip};
 use crate::conn::{Out, Taken, Transport};
 use crate::error::ApiError;
 use crate::hub::record_batch;
+use crate::state::{Peer, Shared, peer_ip};
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};

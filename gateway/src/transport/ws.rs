@@ -4,12 +4,12 @@
 //! and sends heartbeats. Either ending ends the other.
 
 use super::Session;
-use crate::app::{Peer, Shared, peer_ip};
 use crate::auth::Identity;
 use crate::conn::{Conn, Out, Taken, Transport};
 use crate::error::ApiError;
 use crate::hub::record_batch;
 use crate::limits::TokenBucket;
+use crate::state::{Peer, Shared, peer_ip};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use eventwire_gateway::app::Shared;
+use eventwire_gateway::state::Shared;
 use eventwire_gateway::{Config, Gateway};
 use eventwire_protocol::frame::{ServerFrame, Welcome};
 use futures_util::{SinkExt, StreamExt};
