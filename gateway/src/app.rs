@@ -4,6 +4,8 @@ use crate::config::{Config, EngineKind};
 use crate::engine::memory::{MemoryConfig, MemoryEngine};
 use crate::engine::{Engine, EngineError};
 use crate::error::ApiError;
+use crate::groups::http as groups;
+use crate::groups::{GroupStore, Groups, MemoryGroupStore};
 use crate::hub::Hub;
 use crate::limits::{ConnLimit, PerIp};
 use crate::listener::{ClientAddr, GatewayListener};
@@ -15,7 +17,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use eventwire_protocol::{ErrorCode, ProtocolError};
 use serde_json::json;
 use std::sync::Arc;
@@ -72,11 +74,23 @@ impl Gateway {
         Gateway::with_engine(config, engine).await
     }
 
-    /// Builds a gateway over an engine made elsewhere (tests, embedding).
+    /// Builds a gateway over an engine made elsewhere (tests, embedding),
+    /// with groups that last as long as the process.
     pub async fn with_engine(
         config: Config,
         engine: Arc<dyn Engine>,
     ) -> Result<Gateway, StartError> {
+        Gateway::with_stores(config, engine, Arc::new(MemoryGroupStore::new())).await
+    }
+
+    /// Builds a gateway over an engine and a consumer-group store made
+    /// elsewhere: a durable engine brings its own store.
+    pub async fn with_stores(
+        config: Config,
+        engine: Arc<dyn Engine>,
+        group_store: Arc<dyn GroupStore>,
+    ) -> Result<Gateway, StartError> {
+        let groups = Groups::start(engine.clone(), group_store).await?;
         let auth = config.auth.authenticator().map_err(StartError::Config)?;
         let prometheus = crate::metrics::recorder();
         let metrics = Arc::new(Metrics::new());
@@ -94,6 +108,7 @@ impl Gateway {
                 auth,
                 connects: PerIp::new(config.connect_rate, config.connect_burst, "new connections"),
                 posts: PerIp::new(config.emit_rate, config.emit_burst, "events"),
+                groups,
                 config,
                 hub,
                 metrics,
@@ -191,6 +206,17 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let not_found = || async { ApiError::new(ErrorCode::NotFound, "no such route") };
     let mut api = Router::new()
         .route("/v1/events", get(publish::history).post(publish::post))
+        .route("/v1/groups", get(groups::list))
+        .route(
+            "/v1/groups/{group}",
+            get(groups::get).put(groups::put).delete(groups::delete),
+        )
+        .route("/v1/groups/{group}/fetch", post(groups::fetch))
+        .route("/v1/groups/{group}/ack", post(groups::ack))
+        .route("/v1/groups/{group}/nack", post(groups::nack))
+        .route("/v1/groups/{group}/extend", post(groups::extend))
+        .route("/v1/groups/{group}/dead", get(groups::dead))
+        .route("/v1/groups/{group}/dead/redrive", post(groups::redrive))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
@@ -244,8 +270,10 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Result<impl IntoResponse, 
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.prometheus.render(),
-    )
+    let mut text = shared.prometheus.render();
+    // Per-group series are rendered from this gateway's own groups rather
+    // than kept in the process-wide recorder, so a deleted group's series
+    // disappear with it.
+    shared.groups.render_metrics(&mut text).await;
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -11,6 +11,7 @@ pub mod conn;
 pub mod engine;
 pub mod error;
 pub mod flush;
+pub mod groups;
 pub mod hub;
 pub mod ingest;
 pub mod limits;

@@ -4,6 +4,7 @@
 
 use crate::auth::{Authenticator, Identity};
 use crate::config::Config;
+use crate::groups::Groups;
 use crate::hub::Hub;
 use crate::limits::{ConnLimit, PerIp};
 use crate::listener::ClientAddr;
@@ -26,6 +27,7 @@ pub struct Shared {
     pub connects: PerIp,
     /// POSTs made with user tokens, per client address.
     pub posts: PerIp,
+    pub groups: Arc<Groups>,
 }
 
 /// The client's address as the listener saw it, when the router was served

@@ -56,6 +56,12 @@ pub enum ErrorCode {
     NotFound,
     /// The route exists but not with this method.
     MethodNotAllowed,
+    /// No consumer group of this name.
+    GroupNotFound,
+    /// A consumer group of this name exists with another configuration.
+    GroupConflict,
+    /// A consumer group name or configuration value is not acceptable.
+    InvalidGroup,
     /// A bug on the gateway's side.
     Internal,
 }
@@ -85,6 +91,9 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::GroupNotFound,
+        ErrorCode::GroupConflict,
+        ErrorCode::InvalidGroup,
         ErrorCode::Internal,
     ];
 
@@ -113,6 +122,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::GroupNotFound => "group_not_found",
+            ErrorCode::GroupConflict => "group_conflict",
+            ErrorCode::InvalidGroup => "invalid_group",
             ErrorCode::Internal => "internal",
         }
     }
@@ -124,7 +136,8 @@ impl ErrorCode {
             ErrorCode::TooManyConnections
             | ErrorCode::ShuttingDown
             | ErrorCode::EngineUnavailable => 503,
-            ErrorCode::NotFound => 404,
+            ErrorCode::NotFound | ErrorCode::GroupNotFound => 404,
+            ErrorCode::GroupConflict => 409,
             ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::RateLimited => 429,

@@ -13,11 +13,13 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// What a client may subscribe to (by pattern containment) and publish.
+/// What a client may subscribe to (by pattern containment) and publish,
+/// and which consumer groups it may work in (patterns of group names).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rights {
     pub subscribe: Vec<Pattern>,
     pub publish: Vec<Pattern>,
+    pub consume: Vec<Pattern>,
 }
 
 impl Rights {
@@ -26,7 +28,8 @@ impl Rights {
         let every = Pattern::parse(">").expect("valid");
         Rights {
             subscribe: vec![every.clone()],
-            publish: vec![every],
+            publish: vec![every.clone()],
+            consume: vec![every],
         }
     }
 
@@ -39,6 +42,11 @@ impl Rights {
 
     pub fn may_publish(&self, topic: &str) -> bool {
         self.publish.iter().any(|g| g.matches(topic))
+    }
+
+    /// Group names are topics, so `consume` patterns match them the same way.
+    pub fn may_consume(&self, group: &str) -> bool {
+        self.consume.iter().any(|g| g.matches(group))
     }
 
     /// Parses granted patterns, replacing `{sub}` with the token's subject.
@@ -142,6 +150,8 @@ struct RightsClaim {
     subscribe: Vec<String>,
     #[serde(default)]
     publish: Vec<String>,
+    #[serde(default)]
+    consume: Vec<String>,
 }
 
 fn unauthorized(message: &str) -> ProtocolError {
@@ -174,6 +184,7 @@ impl Authenticator {
         self.anonymous = Rights {
             subscribe: Rights::grant(subscribe, None),
             publish: Rights::grant(publish, None),
+            consume: Vec::new(),
         };
         self
     }
@@ -253,6 +264,7 @@ impl Authenticator {
                                 sub.as_deref(),
                             ),
                             publish: Rights::grant(&data.claims.eventwire.publish, sub.as_deref()),
+                            consume: Rights::grant(&data.claims.eventwire.consume, sub.as_deref()),
                         },
                         sub,
                         expires_at: data.claims.exp,
@@ -372,6 +384,7 @@ mod tests {
         assert!(!id.rights.may_subscribe(&p("news.>")));
         assert!(id.rights.may_publish("ui.clicked"));
         assert!(!id.rights.may_publish("order.placed"));
+        assert!(id.rights.consume.is_empty(), "no consume claim, no groups");
         assert!(id.seconds_left().is_some_and(|s| s <= 60));
     }
 

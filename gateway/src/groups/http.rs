@@ -1,0 +1,417 @@
+//! The consumer-group HTTP API under `/v1/groups`: managing groups
+//! (`PUT`, `GET`, `DELETE`), working (`fetch`, `ack`, `nack`, `extend`)
+//! and dead letters (`dead`, `dead/redrive`).
+
+use super::config::{self, GroupSpec};
+use super::group::{Counts, Delivery, Group, Outcome};
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::state::Shared;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use eventwire_protocol::{ErrorCode, ProtocolError};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Most deliveries one fetch returns, and most handles one request names.
+pub const MAX_FETCH: usize = 1000;
+pub const MAX_HANDLES: usize = 1000;
+/// Longest long-poll.
+pub const MAX_WAIT: Duration = Duration::from_secs(120);
+/// Most dead letters one `GET …/dead` lists.
+pub const MAX_DEAD_LIST: usize = 1000;
+
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+/// Parses a JSON body: broken JSON is `invalid_json`; well-formed JSON of
+/// the wrong shape gets `shape` (`bad_request`, or `invalid_group` for a
+/// group's configuration). An empty body stands for `{}`.
+fn body<T: DeserializeOwned>(bytes: &Bytes, shape: ErrorCode) -> Result<T, ApiError> {
+    let text = if bytes.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        &bytes[..]
+    };
+    serde_json::from_slice(text).map_err(|e| {
+        let code = match e.classify() {
+            serde_json::error::Category::Data => shape,
+            _ => ErrorCode::InvalidJson,
+        };
+        ApiError::new(code, format!("body: {e}"))
+    })
+}
+
+/// Authenticates and checks the `consume` right for a group.
+fn consumer(
+    shared: &Shared,
+    headers: &HeaderMap,
+    q: Option<&str>,
+    group: &str,
+) -> Result<Identity, ApiError> {
+    let identity = shared.identify(headers, q)?;
+    if !identity.rights.may_consume(group) {
+        return Err(identity
+            .refusal(format_args!("working in group {group}"))
+            .into());
+    }
+    Ok(identity)
+}
+
+fn group(shared: &Shared, name: &str) -> Result<Arc<Group>, ApiError> {
+    Ok(shared.groups.get(name)?)
+}
+
+async fn view(g: &Group) -> Result<Value, ApiError> {
+    let c: Counts = g.counts().await?;
+    Ok(json!({
+        "name": g.name,
+        "config": g.config.view(),
+        "lag": c.lag,
+        "lag_capped": c.lag_capped,
+        "pending": c.pending,
+        "delivered": c.delivered,
+        "redelivered": c.redelivered,
+        "acked": c.acked,
+        "dead": c.dead,
+        "dead_total": c.dead_total,
+        "dead_dropped": c.dead_dropped,
+        "gaps": c.gaps,
+        "missed": c.missed,
+    }))
+}
+
+pub async fn put(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    config::check_name(&name)?;
+    let identity = consumer(&shared, &headers, q.as_deref(), &name)?;
+    let spec: GroupSpec = body(&bytes, ErrorCode::InvalidGroup)?;
+    let config = spec.check(shared.config.max_subscriptions)?;
+    // A group reads its topics for whoever works in it: creating one
+    // needs the right to subscribe to all of them.
+    if let Some(p) = config
+        .topics
+        .iter()
+        .find(|p| !identity.rights.may_subscribe(p))
+    {
+        return Err(identity.refusal(format_args!("a group over {p}")).into());
+    }
+    let (g, created) = shared.groups.create(&name, config).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view(&g).await?)).into_response())
+}
+
+pub async fn get(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    consumer(&shared, &headers, q.as_deref(), &name)?;
+    let g = group(&shared, &name)?;
+    Ok(Json(view(&g).await?).into_response())
+}
+
+pub async fn delete(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    consumer(&shared, &headers, q.as_deref(), &name)?;
+    shared.groups.delete(&name)?;
+    Ok(Json(json!({ "deleted": name })).into_response())
+}
+
+pub async fn list(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let identity = shared.identify(&headers, q.as_deref())?;
+    let mut out = Vec::new();
+    for g in shared.groups.list() {
+        if identity.rights.may_consume(&g.name) {
+            out.push(view(&g).await?);
+        }
+    }
+    Ok(Json(json!({ "groups": out })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FetchBody {
+    max: Option<usize>,
+    wait: Option<String>,
+}
+
+/// The deliveries answer, with each event's stored JSON spliced in as is.
+fn deliveries(out: &[Delivery]) -> Response {
+    let mut body = Vec::with_capacity(
+        32 + out
+            .iter()
+            .map(|d| d.event.json.len() + d.handle.len() + 40)
+            .sum::<usize>(),
+    );
+    body.extend_from_slice(b"{\"deliveries\":[");
+    for (i, d) in out.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        // Handles are `g<hex>.<digits>`: nothing to escape.
+        body.extend_from_slice(
+            format!(
+                "{{\"handle\":\"{}\",\"attempt\":{},\"event\":",
+                d.handle, d.attempt
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&d.event.json);
+        body.push(b'}');
+    }
+    body.extend_from_slice(b"]}");
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+pub async fn fetch(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    consumer(&shared, &headers, q.as_deref(), &name)?;
+    let g = group(&shared, &name)?;
+    let req: FetchBody = body(&bytes, ErrorCode::BadRequest)?;
+    let max = req.max.unwrap_or(1);
+    if !(1..=MAX_FETCH).contains(&max) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("`max` must be 1 to {MAX_FETCH}"),
+        ));
+    }
+    let wait = match &req.wait {
+        None => Duration::ZERO,
+        Some(w) => config::duration("wait", w, MAX_WAIT)
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.message))?,
+    };
+    let out = g.fetch(max, wait, &shared.shutdown).await?;
+    Ok(deliveries(&out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HandlesBody {
+    handles: Vec<String>,
+    delay: Option<String>,
+    reason: Option<String>,
+}
+
+/// Most bytes of a nack reason kept.
+const MAX_REASON: usize = 512;
+
+fn handles(bytes: &Bytes) -> Result<HandlesBody, ApiError> {
+    let b: HandlesBody = body(bytes, ErrorCode::BadRequest)?;
+    if b.handles.is_empty() || b.handles.len() > MAX_HANDLES {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("`handles` must hold 1 to {MAX_HANDLES} handles"),
+        ));
+    }
+    Ok(b)
+}
+
+fn results(handles: &[String], outcomes: &[Outcome]) -> Response {
+    let results: Vec<Value> = handles
+        .iter()
+        .zip(outcomes)
+        .map(|(h, o)| json!({ "handle": h, "result": o.as_str() }))
+        .collect();
+    Json(json!({ "results": results })).into_response()
+}
+
+/// The shape every settle request shares; `op` picks ack, nack or extend.
+async fn settle(
+    shared: Arc<Shared>,
+    name: String,
+    headers: HeaderMap,
+    q: Option<String>,
+    bytes: Bytes,
+    op: fn(&Group, &HandlesBody) -> Result<Vec<Outcome>, ProtocolError>,
+    allows_delay: bool,
+) -> Result<Response, ApiError> {
+    consumer(&shared, &headers, q.as_deref(), &name)?;
+    let g = group(&shared, &name)?;
+    let b = handles(&bytes)?;
+    if !allows_delay && (b.delay.is_some() || b.reason.is_some()) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "`delay` and `reason` belong to nack",
+        ));
+    }
+    let outcomes = op(&g, &b)?;
+    Ok(results(&b.handles, &outcomes))
+}
+
+pub async fn ack(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    settle(
+        shared,
+        name,
+        headers,
+        q,
+        bytes,
+        |g, b| g.ack(&b.handles),
+        false,
+    )
+    .await
+}
+
+pub async fn extend(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    settle(
+        shared,
+        name,
+        headers,
+        q,
+        bytes,
+        |g, b| g.extend(&b.handles),
+        false,
+    )
+    .await
+}
+
+pub async fn nack(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    settle(
+        shared,
+        name,
+        headers,
+        q,
+        bytes,
+        |g, b| {
+            let delay = b
+                .delay
+                .as_deref()
+                .map(|d| config::duration("delay", d, config::MAX_DELAY))
+                .transpose()
+                .map_err(|e| ProtocolError::new(ErrorCode::BadRequest, e.message))?;
+            let reason = b.reason.as_deref().map(|r| {
+                let mut end = r.len().min(MAX_REASON);
+                while !r.is_char_boundary(end) {
+                    end -= 1;
+                }
+                r[..end].to_owned()
+            });
+            g.nack(&b.handles, delay, reason)
+        },
+        true,
+    )
+    .await
+}
+
+pub async fn dead(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    consumer(&shared, &headers, q.as_deref(), &name)?;
+    let g = group(&shared, &name)?;
+    let mut limit = 100;
+    for (k, v) in form_urlencoded::parse(q.as_deref().unwrap_or_default().as_bytes()) {
+        if k == "limit" {
+            limit = v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_DEAD_LIST).contains(n))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::BadRequest,
+                        format!("`limit` must be 1 to {MAX_DEAD_LIST}"),
+                    )
+                })?;
+        }
+    }
+    let (letters, total) = g.dead(limit);
+    let mut body = Vec::new();
+    body.extend_from_slice(b"{\"dead\":[");
+    for (i, d) in letters.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        let head = json!({
+            "id": d.event.id,
+            "seq": d.event.seq,
+            "topic": d.event.topic.as_str(),
+            "attempts": d.attempts,
+            "reason": d.reason,
+            "time": rfc3339(d.at),
+        })
+        .to_string();
+        // Splice the event in as stored, after the head's fields.
+        body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+        body.extend_from_slice(b",\"event\":");
+        body.extend_from_slice(&d.event.json);
+        body.push(b'}');
+    }
+    body.extend_from_slice(format!("],\"total\":{total}}}").as_bytes());
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedriveBody {
+    ids: Option<Vec<String>>,
+}
+
+pub async fn redrive(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    consumer(&shared, &headers, q.as_deref(), &name)?;
+    let g = group(&shared, &name)?;
+    let b: RedriveBody = body(&bytes, ErrorCode::BadRequest)?;
+    if b.ids.as_ref().is_some_and(|ids| ids.len() > MAX_HANDLES) {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("`ids` holds at most {MAX_HANDLES} ids"),
+        ));
+    }
+    let (n, unknown) = g.redrive(b.ids.as_deref())?;
+    Ok(Json(json!({ "redriven": n, "unknown": unknown })).into_response())
+}

@@ -1,0 +1,260 @@
+//! Consumer groups: named, durable cursors over the events matching some
+//! patterns, shared by competing workers with acks, retries and dead letters.
+//!
+//! This file is the registry (create, find, delete, list) and the two
+//! background tasks every gateway runs for its groups: one wakes waiting
+//! fetches when a matching event arrives and times out deliveries; one
+//! announces new dead letters as events. `group.rs` is one group at work,
+//! `ledger.rs` its state, `store.rs` where that state is kept, `http.rs`
+//! the HTTP API.
+
+pub mod config;
+pub mod group;
+pub mod http;
+pub mod ledger;
+pub mod store;
+
+use crate::engine::{Engine, EngineError, HistoryQuery};
+use config::{GroupConfig, Start};
+use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
+pub use group::Group;
+use ledger::{DeadLetter, Ledger};
+use parking_lot::RwLock;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+pub use store::{GroupStore, MemoryGroupStore, StoredGroup};
+use tokio::sync::mpsc;
+
+/// How often deliveries are checked for timeouts when no worker fetches,
+/// so dead letters appear (and are announced) without one.
+const TICK: Duration = Duration::from_millis(250);
+
+/// A per-group metric: name, Prometheus type, and its value in the counts.
+type Series = (&'static str, &'static str, fn(&group::Counts) -> u64);
+
+/// The topic a group's new dead letters are announced on.
+pub fn dead_letter_topic(group: &str) -> String {
+    format!("eventwire.groups.{group}.dead")
+}
+
+pub struct Groups {
+    engine: Arc<dyn Engine>,
+    store: Arc<dyn GroupStore>,
+    map: RwLock<BTreeMap<String, Arc<Group>>>,
+    /// Serializes creation, which awaits the engine between the existence
+    /// check and the insert.
+    creating: tokio::sync::Mutex<()>,
+    announce: mpsc::UnboundedSender<(String, DeadLetter)>,
+}
+
+impl Groups {
+    /// Loads the groups the store holds and starts the background tasks.
+    pub async fn start(
+        engine: Arc<dyn Engine>,
+        store: Arc<dyn GroupStore>,
+    ) -> Result<Arc<Groups>, EngineError> {
+        let (announce, announcements) = mpsc::unbounded_channel();
+        let mut map = BTreeMap::new();
+        for stored in store.load()? {
+            let name = stored.name.clone();
+            let group = Group::new(stored, store.clone(), engine.clone(), announce.clone());
+            map.insert(name, Arc::new(group));
+        }
+        let live = engine
+            .subscribe(Pattern::parse(">").expect("valid"))
+            .await?;
+        let groups = Arc::new(Groups {
+            engine: engine.clone(),
+            store,
+            map: RwLock::new(map),
+            creating: tokio::sync::Mutex::new(()),
+            announce,
+        });
+        tokio::spawn(watch(Arc::downgrade(&groups), live.events));
+        tokio::spawn(announcer(engine, announcements));
+        Ok(groups)
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<Group>, ProtocolError> {
+        self.map.read().get(name).cloned().ok_or_else(|| {
+            ProtocolError::new(ErrorCode::GroupNotFound, format!("no group named {name}"))
+        })
+    }
+
+    pub fn list(&self) -> Vec<Arc<Group>> {
+        self.map.read().values().cloned().collect()
+    }
+
+    /// Creates a group, or confirms one with the same configuration.
+    /// Returns the group and whether it was created.
+    pub async fn create(
+        &self,
+        name: &str,
+        config: GroupConfig,
+    ) -> Result<(Arc<Group>, bool), ProtocolError> {
+        config::check_name(name)?;
+        let _creating = self.creating.lock().await;
+        if let Ok(existing) = self.get(name) {
+            if existing.config == config {
+                return Ok((existing, false));
+            }
+            return Err(ProtocolError::new(
+                ErrorCode::GroupConflict,
+                format!(
+                    "group {name} exists with another configuration; delete it first to change it"
+                ),
+            ));
+        }
+        let cursor = match &config.start {
+            Start::Earliest => None,
+            Start::New => Some(self.newest().await?),
+            Start::After(p) => {
+                self.engine.check_position(p)?;
+                let h = self
+                    .engine
+                    .history(HistoryQuery {
+                        patterns: config.topics.clone(),
+                        since: Some(p.clone()),
+                        limit: 1,
+                    })
+                    .await?;
+                if !h.recovered {
+                    return Err(ProtocolError::new(
+                        ErrorCode::InvalidPosition,
+                        "`start` is older than the events retained, or not a position of this engine; use \"earliest\" or \"new\"",
+                    ));
+                }
+                Some(p.clone())
+            }
+        };
+        let stored = StoredGroup {
+            name: name.to_owned(),
+            config,
+            incarnation: format!("g{:08x}", uuid::Uuid::new_v4().as_u128() as u32),
+            ledger: Ledger::new(cursor),
+        };
+        self.store.create(&stored)?;
+        let group = Arc::new(Group::new(
+            stored,
+            self.store.clone(),
+            self.engine.clone(),
+            self.announce.clone(),
+        ));
+        self.map.write().insert(name.to_owned(), group.clone());
+        Ok((group, true))
+    }
+
+    pub fn delete(&self, name: &str) -> Result<(), ProtocolError> {
+        let group = self.get(name)?;
+        self.store.remove(name)?;
+        self.map.write().remove(name);
+        group.delete();
+        Ok(())
+    }
+
+    /// The newest position: where the engine's live stream would start now.
+    async fn newest(&self) -> Result<String, EngineError> {
+        let probe = self
+            .engine
+            .subscribe(Pattern::parse(">").expect("valid"))
+            .await?;
+        Ok(probe.from)
+    }
+
+    /// Appends each group's counts to a Prometheus text exposition.
+    pub async fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let groups = self.list();
+        if groups.is_empty() {
+            return;
+        }
+        let mut rows = Vec::with_capacity(groups.len());
+        for g in &groups {
+            if let Ok(c) = g.counts().await {
+                rows.push((g.name.as_str(), c));
+            }
+        }
+        let series: [Series; 6] = [
+            ("eventwire_group_lag", "gauge", |c| c.lag),
+            ("eventwire_group_pending", "gauge", |c| c.pending),
+            ("eventwire_group_dead", "gauge", |c| c.dead),
+            ("eventwire_group_delivered_total", "counter", |c| {
+                c.delivered
+            }),
+            ("eventwire_group_redelivered_total", "counter", |c| {
+                c.redelivered
+            }),
+            ("eventwire_group_dead_total", "counter", |c| c.dead_total),
+        ];
+        for (name, kind, value) in series {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (group, c) in &rows {
+                // Group names are topics: nothing in them needs escaping.
+                let _ = writeln!(out, "{name}{{group=\"{group}\"}} {}", value(c));
+            }
+        }
+    }
+}
+
+/// Wakes the groups a live event matches, and times deliveries out.
+async fn watch(groups: Weak<Groups>, mut live: crate::engine::EventStream) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ev = live.recv() => {
+                let Some(ev) = ev else { return };
+                let Some(groups) = groups.upgrade() else { return };
+                for g in groups.map.read().values() {
+                    if g.config.matches(ev.topic.as_str()) {
+                        g.wake();
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let Some(groups) = groups.upgrade() else { return };
+                let now = group::now_ms();
+                for g in groups.list() {
+                    if let Err(e) = g.expire(now) {
+                        tracing::warn!(group = %g.name, error = %e, "could not time deliveries out");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Publishes each new dead letter on [`dead_letter_topic`], so monitoring
+/// can subscribe to it like to any other event.
+async fn announcer(
+    engine: Arc<dyn Engine>,
+    mut announcements: mpsc::UnboundedReceiver<(String, DeadLetter)>,
+) {
+    while let Some((group, dead)) = announcements.recv().await {
+        let raw = serde_json::json!({
+            "type": dead_letter_topic(&group),
+            "source": "eventwire/groups",
+            "data": {
+                "group": group,
+                "id": dead.event.id,
+                "seq": dead.event.seq,
+                "topic": dead.event.topic.as_str(),
+                "attempts": dead.attempts,
+                "reason": dead.reason,
+                "time": http::rfc3339(dead.at),
+            },
+        })
+        .to_string();
+        let event = match crate::ingest::prepare(&raw, usize::MAX, "eventwire/groups") {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "could not build a dead-letter announcement");
+                continue;
+            }
+        };
+        if let Err(e) = engine.publish(event).await {
+            tracing::warn!(group = %group, error = ?e, "could not announce a dead letter");
+        }
+    }
+}
