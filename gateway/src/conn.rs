@@ -315,16 +315,9 @@ impl Conn {
 mod tests {
     use super::*;
     use crate::engine::Event;
-    use eventwire_protocol::Topic;
 
     fn ev(offset: u64) -> Arc<Event> {
-        Arc::new(Event::new(
-            offset,
-            format!("e-{offset}"),
-            format!("id{offset}"),
-            Topic::parse("t").unwrap(),
-            Bytes::from_static(b"{}"),
-        ))
+        Event::sample(offset, "t")
     }
 
     fn offsets(buf: &[Out]) -> Vec<u64> {

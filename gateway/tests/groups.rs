@@ -699,20 +699,10 @@ async fn a_gateway_rebuilt_from_the_group_store_carries_on() {
     let boot = |engine: Arc<dyn Engine>, store: Arc<MemoryGroupStore>| async move {
         let cfg = config();
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let gateway = Gateway::with_stores(cfg, engine, store as Arc<dyn GroupStore>)
             .await
             .unwrap();
-        let shared = gateway.shared().clone();
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(gateway.serve(listener, shutdown.clone()));
-        TestGateway {
-            addr,
-            shared,
-            shutdown,
-            task,
-            http: reqwest::Client::new(),
-        }
+        serve(gateway, listener)
     };
     let gw1 = boot(engine.clone(), store.clone()).await;
     let w1 = Worker::new(&gw1, "durable");

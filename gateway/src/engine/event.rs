@@ -109,3 +109,17 @@ impl Event {
             .clone()
     }
 }
+
+#[cfg(test)]
+impl Event {
+    /// A small event at `offset` on `topic`, for unit tests.
+    pub fn sample(offset: u64, topic: &str) -> std::sync::Arc<Event> {
+        std::sync::Arc::new(Event::new(
+            offset,
+            format!("e-{offset}"),
+            format!("id{offset}"),
+            Topic::parse(topic).expect("a valid topic"),
+            Bytes::from_static(b"{}"),
+        ))
+    }
+}

@@ -2,19 +2,20 @@
 //! (`PUT`, `GET`, `DELETE`), working (`fetch`, `ack`, `nack`, `extend`)
 //! and dead letters (`dead`, `dead/redrive`).
 
-use super::config::{self, GroupSpec};
+use super::config::{self, ConfigView, GroupSpec};
 use super::group::{Counts, Delivery, Group, Outcome};
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::state::Shared;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use eventwire_protocol::{ErrorCode, ProtocolError};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -65,27 +66,67 @@ fn consumer(
     Ok(identity)
 }
 
-fn group(shared: &Shared, name: &str) -> Result<Arc<Group>, ApiError> {
-    Ok(shared.groups.get(name)?)
+/// A request about an existing group, from someone allowed to work in it:
+/// what every route but `PUT` and the list starts with.
+pub struct Call {
+    shared: Arc<Shared>,
+    group: Arc<Group>,
+    query: Option<String>,
 }
 
-async fn view(g: &Group) -> Result<Value, ApiError> {
+impl FromRequestParts<Arc<Shared>> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Call, ApiError> {
+        let Path(name) = Path::<String>::from_request_parts(parts, shared)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+        let query = parts.uri.query().map(str::to_owned);
+        consumer(shared, &parts.headers, query.as_deref(), &name)?;
+        Ok(Call {
+            shared: shared.clone(),
+            group: shared.groups.get(&name)?,
+            query,
+        })
+    }
+}
+
+/// A group as `GET` shows it, fields in this order.
+#[derive(Serialize)]
+struct View {
+    name: String,
+    config: ConfigView,
+    lag: u64,
+    lag_capped: bool,
+    pending: u64,
+    delivered: u64,
+    redelivered: u64,
+    acked: u64,
+    dead: u64,
+    dead_total: u64,
+    dead_dropped: u64,
+    gaps: u64,
+    missed: u64,
+}
+
+async fn view(g: &Group) -> Result<View, ApiError> {
     let c: Counts = g.counts().await?;
-    Ok(json!({
-        "name": g.name,
-        "config": g.config.view(),
-        "lag": c.lag,
-        "lag_capped": c.lag_capped,
-        "pending": c.pending,
-        "delivered": c.delivered,
-        "redelivered": c.redelivered,
-        "acked": c.acked,
-        "dead": c.dead,
-        "dead_total": c.dead_total,
-        "dead_dropped": c.dead_dropped,
-        "gaps": c.gaps,
-        "missed": c.missed,
-    }))
+    let view = View {
+        name: g.name.clone(),
+        config: g.config.view(),
+        lag: c.lag,
+        lag_capped: c.lag_capped,
+        pending: c.pending,
+        delivered: c.delivered,
+        redelivered: c.redelivered,
+        acked: c.acked,
+        dead: c.dead,
+        dead_total: c.dead_total,
+        dead_dropped: c.dead_dropped,
+        gaps: c.gaps,
+        missed: c.missed,
+    };
+    Ok(view)
 }
 
 pub async fn put(
@@ -117,26 +158,13 @@ pub async fn put(
     Ok((status, Json(view(&g).await?)).into_response())
 }
 
-pub async fn get(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    consumer(&shared, &headers, q.as_deref(), &name)?;
-    let g = group(&shared, &name)?;
-    Ok(Json(view(&g).await?).into_response())
+pub async fn get(call: Call) -> Result<Response, ApiError> {
+    Ok(Json(view(&call.group).await?).into_response())
 }
 
-pub async fn delete(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    consumer(&shared, &headers, q.as_deref(), &name)?;
-    shared.groups.delete(&name)?;
-    Ok(Json(json!({ "deleted": name })).into_response())
+pub async fn delete(call: Call) -> Result<Response, ApiError> {
+    call.shared.groups.delete(&call.group.name)?;
+    Ok(Json(json!({ "deleted": call.group.name })).into_response())
 }
 
 pub async fn list(
@@ -151,7 +179,11 @@ pub async fn list(
             out.push(view(&g).await?);
         }
     }
-    Ok(Json(json!({ "groups": out })).into_response())
+    #[derive(Serialize)]
+    struct List {
+        groups: Vec<View>,
+    }
+    Ok(Json(List { groups: out }).into_response())
 }
 
 #[derive(Deserialize)]
@@ -189,15 +221,7 @@ fn deliveries(out: &[Delivery]) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-pub async fn fetch(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    consumer(&shared, &headers, q.as_deref(), &name)?;
-    let g = group(&shared, &name)?;
+pub async fn fetch(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
     let req: FetchBody = body(&bytes, ErrorCode::BadRequest)?;
     let max = req.max.unwrap_or(1);
     if !(1..=MAX_FETCH).contains(&max) {
@@ -211,7 +235,7 @@ pub async fn fetch(
         Some(w) => config::duration("wait", w, MAX_WAIT)
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.message))?,
     };
-    let out = g.fetch(max, wait, &shared.shutdown).await?;
+    let out = call.group.fetch(max, wait, &call.shared.shutdown).await?;
     Ok(deliveries(&out))
 }
 
@@ -246,111 +270,54 @@ fn results(handles: &[String], outcomes: &[Outcome]) -> Response {
     Json(json!({ "results": results })).into_response()
 }
 
-/// The shape every settle request shares; `op` picks ack, nack or extend.
-async fn settle(
-    shared: Arc<Shared>,
-    name: String,
-    headers: HeaderMap,
-    q: Option<String>,
-    bytes: Bytes,
-    op: fn(&Group, &HandlesBody) -> Result<Vec<Outcome>, ProtocolError>,
+/// What ack, nack and extend share; `op` settles the handles.
+fn settle(
+    call: &Call,
+    bytes: &Bytes,
     allows_delay: bool,
+    op: impl FnOnce(&Group, &HandlesBody) -> Result<Vec<Outcome>, ProtocolError>,
 ) -> Result<Response, ApiError> {
-    consumer(&shared, &headers, q.as_deref(), &name)?;
-    let g = group(&shared, &name)?;
-    let b = handles(&bytes)?;
+    let b = handles(bytes)?;
     if !allows_delay && (b.delay.is_some() || b.reason.is_some()) {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
             "`delay` and `reason` belong to nack",
         ));
     }
-    let outcomes = op(&g, &b)?;
+    let outcomes = op(&call.group, &b)?;
     Ok(results(&b.handles, &outcomes))
 }
 
-pub async fn ack(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    settle(
-        shared,
-        name,
-        headers,
-        q,
-        bytes,
-        |g, b| g.ack(&b.handles),
-        false,
-    )
-    .await
+pub async fn ack(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
+    settle(&call, &bytes, false, |g, b| g.ack(&b.handles))
 }
 
-pub async fn extend(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    settle(
-        shared,
-        name,
-        headers,
-        q,
-        bytes,
-        |g, b| g.extend(&b.handles),
-        false,
-    )
-    .await
+pub async fn extend(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
+    settle(&call, &bytes, false, |g, b| g.extend(&b.handles))
 }
 
-pub async fn nack(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    settle(
-        shared,
-        name,
-        headers,
-        q,
-        bytes,
-        |g, b| {
-            let delay = b
-                .delay
-                .as_deref()
-                .map(|d| config::duration("delay", d, config::MAX_DELAY))
-                .transpose()
-                .map_err(|e| ProtocolError::new(ErrorCode::BadRequest, e.message))?;
-            let reason = b.reason.as_deref().map(|r| {
-                let mut end = r.len().min(MAX_REASON);
-                while !r.is_char_boundary(end) {
-                    end -= 1;
-                }
-                r[..end].to_owned()
-            });
-            g.nack(&b.handles, delay, reason)
-        },
-        true,
-    )
-    .await
+pub async fn nack(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
+    settle(&call, &bytes, true, |g, b| {
+        let delay = b
+            .delay
+            .as_deref()
+            .map(|d| config::duration("delay", d, config::MAX_DELAY))
+            .transpose()
+            .map_err(|e| ProtocolError::new(ErrorCode::BadRequest, e.message))?;
+        let reason = b.reason.as_deref().map(|r| {
+            let mut end = r.len().min(MAX_REASON);
+            while !r.is_char_boundary(end) {
+                end -= 1;
+            }
+            r[..end].to_owned()
+        });
+        g.nack(&b.handles, delay, reason)
+    })
 }
 
-pub async fn dead(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Result<Response, ApiError> {
-    consumer(&shared, &headers, q.as_deref(), &name)?;
-    let g = group(&shared, &name)?;
+pub async fn dead(call: Call) -> Result<Response, ApiError> {
     let mut limit = 100;
-    for (k, v) in form_urlencoded::parse(q.as_deref().unwrap_or_default().as_bytes()) {
+    for (k, v) in form_urlencoded::parse(call.query.as_deref().unwrap_or_default().as_bytes()) {
         if k == "limit" {
             limit = v
                 .parse::<usize>()
@@ -364,7 +331,7 @@ pub async fn dead(
                 })?;
         }
     }
-    let (letters, total) = g.dead(limit);
+    let (letters, total) = call.group.dead(limit);
     let mut body = Vec::new();
     body.extend_from_slice(b"{\"dead\":[");
     for (i, d) in letters.iter().enumerate() {
@@ -396,15 +363,7 @@ struct RedriveBody {
     ids: Option<Vec<String>>,
 }
 
-pub async fn redrive(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    consumer(&shared, &headers, q.as_deref(), &name)?;
-    let g = group(&shared, &name)?;
+pub async fn redrive(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
     let b: RedriveBody = body(&bytes, ErrorCode::BadRequest)?;
     if b.ids.as_ref().is_some_and(|ids| ids.len() > MAX_HANDLES) {
         return Err(ApiError::new(
@@ -412,6 +371,6 @@ pub async fn redrive(
             format!("`ids` holds at most {MAX_HANDLES} ids"),
         ));
     }
-    let (n, unknown) = g.redrive(b.ids.as_deref())?;
+    let (n, unknown) = call.group.redrive(b.ids.as_deref())?;
     Ok(Json(json!({ "redriven": n, "unknown": unknown })).into_response())
 }

@@ -257,28 +257,14 @@ impl Ledger {
             .range(..=(now, u64::MAX))
             .map(|(_, o)| (*o, &self.pending[o]))
     }
-
-    pub fn out_count(&self) -> usize {
-        self.pending
-            .values()
-            .filter(|p| matches!(p.stage, Stage::Out { .. }))
-            .count()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eventwire_protocol::Topic;
 
     fn ev(offset: u64) -> Arc<Event> {
-        Arc::new(Event::new(
-            offset,
-            format!("e-{offset}"),
-            format!("id{offset}"),
-            Topic::parse("a").unwrap(),
-            bytes::Bytes::from_static(b"{}"),
-        ))
+        Event::sample(offset, "a")
     }
 
     #[test]

@@ -36,8 +36,13 @@ pub struct TestGateway {
 
 pub async fn start(config: Config) -> TestGateway {
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let gateway = Gateway::new(config).await.unwrap();
+    serve(gateway, listener)
+}
+
+/// Serves a gateway built elsewhere (e.g. over a given engine or store).
+pub fn serve(gateway: Gateway, listener: tokio::net::TcpListener) -> TestGateway {
+    let addr = listener.local_addr().unwrap();
     let shared = gateway.shared().clone();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(gateway.serve(listener, shutdown.clone()));
