@@ -255,10 +255,20 @@ impl Conn {
 
     /// `POST path` with a JSON body; returns the status and body.
     pub async fn post(&mut self, path: &str, body: &[u8]) -> Result<(u16, Vec<u8>), String> {
+        self.send("POST", path, body).await
+    }
+
+    /// A request with a JSON body; returns the status and body.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), String> {
         self.req.clear();
         self.req.extend_from_slice(
             format!(
-                "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                 self.addr,
                 body.len()
             )

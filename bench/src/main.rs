@@ -6,6 +6,7 @@
 
 mod browser;
 mod gateway;
+mod groups;
 mod http;
 mod procfs;
 mod publish;
@@ -136,6 +137,21 @@ enum Cmd {
         reconnect_concurrency: Option<usize>,
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Consumer groups: workers fetch and ack in batches (a backlog as fast
+    /// as they can, then a steady rate for publish-to-worker latency).
+    Groups {
+        #[arg(long, default_value_t = 4)]
+        group_workers: usize,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Seconds of the steady-rate run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
     },
     /// The browser benchmark (tests/bench-browser/run.mjs) and the client size.
     Browser(BrowserArgs),
@@ -406,6 +422,29 @@ async fn run(cli: Cli, nofile: (u64, u64)) -> ExitCode {
             .await;
             write_single(&row, out.as_ref(), nofile);
             if row.clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Cmd::Groups {
+            group_workers,
+            batch,
+            events,
+            rate,
+            duration,
+        } => {
+            let plan = groups::Plan {
+                workers: group_workers,
+                batch,
+                events,
+                rate,
+                duration: Duration::from_secs(duration),
+                event_bytes: c.event_bytes,
+            };
+            let o = groups::run(&c.target, &plan).await;
+            println!("{}", serde_json::to_string_pretty(&o).expect("serializes"));
+            if o.error.is_none() && o.duplicates == 0 && o.missing == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

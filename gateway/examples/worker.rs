@@ -1,11 +1,14 @@
 //! An example backend worker: it reacts to what browsers do.
 //!
-//! It follows `ui.>` on the gateway's SSE endpoint (resuming from the last
-//! event it handled if the stream drops), and for each UI event publishes a
-//! `notification.*` event through `POST /v1/events`, carrying the same
-//! `correlationid`, which every browser subscribed to `notification.>` sees.
-//! `examples/nats_worker.rs` is the same worker speaking NATS JetStream
-//! directly, for gateways on `--engine nats`.
+//! It works in the consumer group `demo-worker` over `ui.>` (creating it on
+//! first start): it long-polls `fetch` for deliveries, and for each UI event
+//! publishes a `notification.*` event through `POST /v1/events`, carrying
+//! the same `correlationid`, which every browser subscribed to
+//! `notification.>` sees; then it acks. Run two and they share the work; stop
+//! one mid-job and its events go to the other after `ack_wait`; restart it
+//! and it carries on from the group's position instead of skipping what was
+//! published meanwhile. `examples/nats_worker.rs` is a worker speaking NATS
+//! JetStream directly, for gateways on `--engine nats`.
 //!
 //!     cargo run -p eventwire-gateway --example worker -- http://127.0.0.1:8080
 //!
@@ -14,9 +17,10 @@
 #[path = "shared/reaction.rs"]
 mod reaction;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::time::Duration;
+
+const GROUP: &str = "demo-worker";
 
 #[tokio::main]
 async fn main() {
@@ -24,63 +28,72 @@ async fn main() {
         .nth(1)
         .unwrap_or_else(|| "http://127.0.0.1:8080".into());
     let http = reqwest::Client::new();
-    let mut last_seq: Option<String> = None;
     loop {
-        if let Err(e) = follow(&http, &base, &mut last_seq).await {
-            eprintln!("worker: stream ended ({e}); reconnecting in 1 s");
+        if let Err(e) = work(&http, &base).await {
+            eprintln!("worker: {e}; trying again in 1 s");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-/// Reads the SSE stream until it ends, handling each `ui.*` event once.
-async fn follow(
-    http: &reqwest::Client,
-    base: &str,
-    last_seq: &mut Option<String>,
-) -> Result<(), String> {
-    let mut req = http.get(format!("{base}/v1/sse?topic=ui.%3E"));
-    if let Some(seq) = last_seq.as_deref() {
-        req = req.header("last-event-id", seq);
+/// POSTs JSON to a group route and returns the answer, or why not.
+async fn call(http: &reqwest::Client, url: String, body: Value) -> Result<Value, String> {
+    let r = http
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = r.status();
+    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(v)
+    } else {
+        Err(format!("HTTP {status}: {v}"))
     }
-    let resp = req.send().await.map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status()));
+}
+
+/// Joins the group (200: it exists with this configuration, 201: created),
+/// then fetches, handles and acks until something fails.
+async fn work(http: &reqwest::Client, base: &str) -> Result<(), String> {
+    let group = format!("{base}/v1/groups/{GROUP}");
+    let r = http
+        .put(&group)
+        .json(&json!({"topics": ["ui.>"], "ack_wait": "30s", "max_deliver": 5, "start": "new"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!(
+            "joining the group: {}",
+            r.text().await.unwrap_or_default()
+        ));
     }
-    let mut body = resp.bytes_stream();
-    let mut buf = String::new();
-    while let Some(chunk) = body.next().await {
-        buf.push_str(&String::from_utf8_lossy(&chunk.map_err(|e| e.to_string())?));
-        // SSE events end with a blank line; our data is always one line.
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let field = |name: &str| {
-                block
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .map(str::to_owned)
-            };
-            match (field("event: ").as_deref(), field("id: "), field("data: ")) {
-                (Some("$welcome"), _, Some(data)) => {
-                    // Before the first event, resume from where the stream began.
-                    let w: Value = serde_json::from_str(&data).unwrap_or_default();
-                    if last_seq.is_none() || w["recovered"] == false {
-                        *last_seq = w["position"].as_str().map(str::to_owned);
-                    }
+    loop {
+        let got = call(
+            http,
+            format!("{group}/fetch"),
+            json!({"max": 100, "wait": "20s"}),
+        )
+        .await?;
+        let mut done = Vec::new();
+        for d in got["deliveries"].as_array().into_iter().flatten() {
+            match react(http, base, &d["event"]).await {
+                Ok(()) => done.push(d["handle"].clone()),
+                Err(reason) => {
+                    call(
+                        http,
+                        format!("{group}/nack"),
+                        json!({"handles": [d["handle"]], "reason": reason}),
+                    )
+                    .await?;
                 }
-                (Some("$close"), _, data) => {
-                    return Err(format!("gateway closed the stream: {data:?}"));
-                }
-                (_, Some(seq), Some(data)) => {
-                    let event: Value = serde_json::from_str(&data).map_err(|e| e.to_string())?;
-                    react(http, base, &event).await?;
-                    *last_seq = Some(seq);
-                }
-                _ => {}
             }
         }
+        if !done.is_empty() {
+            call(http, format!("{group}/ack"), json!({ "handles": done })).await?;
+        }
     }
-    Err("end of stream".into())
 }
 
 /// The business logic: one notification per UI event.
