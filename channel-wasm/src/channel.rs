@@ -7,8 +7,9 @@
 //! `feed` takes the actions out first and only then performs them.
 
 use crate::frames::{self, Malformed};
-use crate::machine::{Action, Config, Emit, Input, Kind, Machine, Preference, code, push_json_str};
-use crate::transport::sse::{self, PostOutcome};
+use crate::machine::{Action, Config, Emit, Input, Kind, Machine, Preference, code};
+use crate::outgoing;
+use crate::transport::http::{self, PostOutcome};
 use crate::transport::websocket::WebSocketTransport;
 use crate::transport::{Signal, Transport, sse::SseTransport};
 use eventwire_protocol::Pattern;
@@ -214,8 +215,8 @@ impl Inner {
         });
         let source: &Function = self.token_source.unchecked_ref();
         match source.call0(&JsValue::NULL) {
-            Ok(v) => sse::then(&Promise::resolve(&v), &on_token, &on_error),
-            Err(e) => sse::then(&Promise::reject(&e), &on_token, &on_error),
+            Ok(v) => http::then(&Promise::resolve(&v), &on_token, &on_error),
+            Err(e) => http::then(&Promise::reject(&e), &on_token, &on_error),
         }
     }
 
@@ -228,9 +229,7 @@ impl Inner {
             self.generation.get(),
             |inner, token| {
                 let Some(t) = token else { return };
-                let mut frame = String::from("{\"op\":\"auth\",\"token\":");
-                push_json_str(&mut frame, &t);
-                frame.push('}');
+                let frame = outgoing::auth(&t);
                 *inner.token.borrow_mut() = Some(t);
                 if let Some(Transport::WebSocket(ws)) = &*inner.transport.borrow() {
                     ws.send(&frame);
@@ -358,33 +357,13 @@ impl Inner {
             }
         });
         let token = self.token.borrow().clone();
-        let mut url = self.base.clone();
         let opened = match kind {
             Kind::WebSocket => {
-                if let Some(rest) = url.strip_prefix("http") {
-                    url = format_ws(rest);
-                }
-                url.push_str("/v1/ws");
-                if let Some(t) = &token {
-                    url.push_str("?access_token=");
-                    url.push_str(&String::from(js_sys::encode_uri_component(t)));
-                }
+                let url = outgoing::websocket(&self.base, token.as_deref());
                 WebSocketTransport::open(&url, on).map(Transport::WebSocket)
             }
             Kind::Sse => {
-                url.push_str("/v1/sse?named=false&heartbeat=event");
-                for t in topics {
-                    url.push_str("&topic=");
-                    url.push_str(&String::from(js_sys::encode_uri_component(t)));
-                }
-                if let Some(s) = since {
-                    url.push_str("&lastEventId=");
-                    url.push_str(&String::from(js_sys::encode_uri_component(s)));
-                }
-                if let Some(t) = &token {
-                    url.push_str("&access_token=");
-                    url.push_str(&String::from(js_sys::encode_uri_component(t)));
-                }
+                let url = outgoing::sse(&self.base, topics, since, token.as_deref());
                 SseTransport::open(&url, on).map(Transport::Sse)
             }
         };
@@ -420,11 +399,10 @@ impl Inner {
     }
 
     fn post(self: &Rc<Self>, reference: u64, json: String) {
-        let mut url = self.base.clone();
-        url.push_str("/v1/events");
+        let url = outgoing::events(&self.base);
         let weak = Rc::downgrade(self);
         let token = self.token.borrow().clone();
-        sse::post(&url, &json, token.as_deref(), move |outcome| {
+        http::post(&url, &json, token.as_deref(), move |outcome| {
             let Some(inner) = weak.upgrade() else { return };
             let input = match outcome {
                 PostOutcome::Accepted(receipt) => {
@@ -452,13 +430,6 @@ impl Inner {
             inner.feed(input);
         });
     }
-}
-
-fn format_ws(rest_after_http: &str) -> String {
-    // "http://h" → "ws://h", "https://h" → "wss://h".
-    let mut s = String::from("ws");
-    s.push_str(rest_after_http);
-    s
 }
 
 fn js_err_message(e: &JsValue) -> String {
@@ -607,16 +578,10 @@ impl Channel {
         let reference = self.inner.next_ref.get();
         self.inner.next_ref.set(reference + 1);
         let id = opt(options, "id").as_string().unwrap_or_else(new_id);
-        let mut json = String::from("{\"id\":");
-        push_json_str(&mut json, &id);
-        json.push_str(",\"type\":");
-        push_json_str(&mut json, ty);
-        for key in ["correlationid", "subject", "source"] {
-            if let Some(v) = opt(options, key).as_string() {
-                json.push_str(",\"");
-                json.push_str(key);
-                json.push_str("\":");
-                push_json_str(&mut json, &v);
+        let mut set_options = Vec::new();
+        for name in outgoing::ENVELOPE_OPTIONS {
+            if let Some(v) = opt(options, name).as_string() {
+                set_options.push((name, v));
             }
         }
         let encoded = js_sys::JSON::stringify(data).map(|s| s.as_string());
@@ -626,20 +591,16 @@ impl Channel {
                 .borrow_mut()
                 .push((reference, resolve, reject));
         });
-        match encoded {
-            Ok(Some(d)) => {
-                json.push_str(",\"data\":");
-                json.push_str(&d);
-            }
-            Ok(None) => {}
+        let data = match encoded {
+            Ok(d) => d,
             Err(e) => {
                 let (_, reject) = self.inner.take_pending(reference).expect("just added");
                 let msg = js_err_message(&e);
                 let _ = reject.call1(&JsValue::NULL, &error("invalid_event", &msg));
                 return promise;
             }
-        }
-        json.push('}');
+        };
+        let json = outgoing::envelope(&id, ty, &set_options, data.as_deref());
         self.inner.feed(Input::Emit {
             ty: ty.to_owned(),
             emit: Emit {

@@ -4,8 +4,11 @@
 //! `transport` holds the two browser transports with the same shape;
 //! `channel` is the thin `#[wasm_bindgen]` surface that `js/index.js` wraps.
 
+extern crate alloc;
+
 pub mod backoff;
 pub mod machine;
+pub mod outgoing;
 pub mod recent;
 
 #[cfg(target_arch = "wasm32")]

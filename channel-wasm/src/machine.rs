@@ -7,6 +7,7 @@
 //! (`P`): JS values in the browser, strings in tests.
 
 use crate::backoff::Backoff;
+use crate::outgoing::{self, push_u64};
 use crate::recent::RecentIds;
 use eventwire_protocol::Topic;
 use std::collections::VecDeque;
@@ -330,8 +331,11 @@ impl<P> Machine<P> {
                         (Some(Kind::WebSocket), _) if !self.patterns.is_empty() => {
                             let _ = position;
                             self.phase = Phase::Subscribing;
-                            let frame =
-                                subscribe_frame("sub", &self.patterns, self.last_seq.as_deref());
+                            let frame = outgoing::subscribe(
+                                outgoing::SUBSCRIBE_REF,
+                                &self.patterns,
+                                self.last_seq.as_deref(),
+                            );
                             self.actions.push(Action::Send(frame));
                         }
                         (_, recovered) => self.go_open(now, recovered.unwrap_or(true), position),
@@ -419,8 +423,8 @@ impl<P> Machine<P> {
                     self.patterns.push(p.clone());
                     match (self.phase, self.kind) {
                         (Phase::Open | Phase::Subscribing, Some(Kind::WebSocket)) => {
-                            self.actions
-                                .push(Action::Send(subscribe_frame("add", &[p], None)));
+                            let frame = outgoing::subscribe(outgoing::ADD_REF, &[p], None);
+                            self.actions.push(Action::Send(frame));
                         }
                         (Phase::Open | Phase::Welcoming, Some(Kind::Sse)) => {
                             // Coalesce a burst of subscribes into one reopen.
@@ -434,10 +438,7 @@ impl<P> Machine<P> {
                 if let Some(i) = self.patterns.iter().position(|x| *x == p) {
                     self.patterns.remove(i);
                     if self.phase == Phase::Open && self.kind == Some(Kind::WebSocket) {
-                        let mut f = String::from("{\"op\":\"unsubscribe\",\"topics\":[");
-                        push_json_str(&mut f, &p);
-                        f.push_str("]}");
-                        self.actions.push(Action::Send(f));
+                        self.actions.push(Action::Send(outgoing::unsubscribe(&p)));
                     }
                     // On SSE the stream keeps the topic until the next
                     // reconnect; the channel simply stops delivering it.
@@ -594,7 +595,7 @@ impl<P> Machine<P> {
             && t <= now
             && self.phase == Phase::Open
         {
-            self.actions.push(Action::Send("{\"op\":\"ping\"}".into()));
+            self.actions.push(Action::Send(outgoing::ping()));
             self.ping_at = Some(now + self.heartbeat_ms);
         }
         if self.retry_post_at.is_some_and(|t| t <= now) {
@@ -674,13 +675,8 @@ impl<P> Machine<P> {
         match self.kind {
             Some(Kind::WebSocket) => {
                 while let Some(e) = self.outbox.pop_front() {
-                    let mut f = String::with_capacity(e.json.len() + 40);
-                    f.push_str("{\"op\":\"emit\",\"ref\":\"");
-                    push_u64(&mut f, e.reference);
-                    f.push_str("\",\"event\":");
-                    f.push_str(&e.json);
-                    f.push('}');
-                    self.actions.push(Action::Send(f));
+                    let frame = outgoing::emit(e.reference, &e.json);
+                    self.actions.push(Action::Send(frame));
                     self.inflight.push_back(e);
                 }
             }
@@ -699,58 +695,4 @@ impl<P> Machine<P> {
             None => {}
         }
     }
-}
-
-fn subscribe_frame(reference: &str, topics: &[String], since: Option<&str>) -> String {
-    let mut f = String::from("{\"op\":\"subscribe\",\"ref\":\"");
-    f.push_str(reference);
-    f.push_str("\",\"topics\":[");
-    for (i, t) in topics.iter().enumerate() {
-        if i > 0 {
-            f.push(',');
-        }
-        push_json_str(&mut f, t);
-    }
-    f.push(']');
-    if let Some(s) = since {
-        f.push_str(",\"since\":");
-        push_json_str(&mut f, s);
-    }
-    f.push('}');
-    f
-}
-
-/// Appends `s` as a JSON string. Topics and positions are plain ASCII by
-/// grammar, but escaping keeps a bad one from corrupting the frame.
-pub fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                out.push_str("\\u00");
-                let hex = b"0123456789abcdef";
-                out.push(hex[(c as usize) >> 4] as char);
-                out.push(hex[(c as usize) & 15] as char);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Appends a decimal number without pulling in the formatting machinery.
-pub fn push_u64(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(buf[i..].iter().map(|&b| char::from(b)));
 }

@@ -2,6 +2,7 @@
 //! every signal goes to `on`, `close()` detaches the handlers first so a
 //! transport that was let go can never report again.
 
+pub mod http;
 pub mod sse;
 pub mod websocket;
 
