@@ -6,6 +6,7 @@
 //! event is being delivered. The machine is never borrowed while JS runs:
 //! `feed` takes the actions out first and only then performs them.
 
+use crate::prelude::*;
 use crate::frames::{self, Malformed};
 use crate::machine::{Action, Config, Emit, Input, Kind, Machine, Preference, code};
 use crate::outgoing;
@@ -14,8 +15,8 @@ use crate::transport::websocket::WebSocketTransport;
 use crate::transport::{Signal, Transport, sse::SseTransport};
 use eventwire_protocol::Pattern;
 use js_sys::{Function, Object, Promise, Reflect};
-use std::cell::{Cell, RefCell};
-use std::rc::{Rc, Weak};
+use core::cell::{Cell, RefCell};
+use alloc::rc::{Rc, Weak};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -301,7 +302,7 @@ impl Inner {
         }
         let tick = self.tick.borrow();
         let f: &Function = tick.as_ref().expect("just set").as_ref().unchecked_ref();
-        if let Ok(handle) = set_timeout.call2(&JsValue::NULL, f, &ms.ceil().into()) {
+        if let Ok(handle) = set_timeout.call2(&JsValue::NULL, f, &ceil_ms(ms).into()) {
             self.timer.set(handle.as_f64().map(|h| (h, due)));
         }
     }
@@ -429,6 +430,18 @@ impl Inner {
             };
             inner.feed(input);
         });
+    }
+}
+
+/// Whole milliseconds, rounded up (`f64::ceil` is not in `core`): a
+/// browser truncates a `setTimeout` delay, which would wake the machine
+/// just before its deadline.
+fn ceil_ms(ms: f64) -> u32 {
+    let whole = ms as u32;
+    if (whole as f64) < ms {
+        whole.saturating_add(1)
+    } else {
+        whole
     }
 }
 

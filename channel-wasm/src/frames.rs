@@ -2,6 +2,7 @@
 //! parsing; Rust only looks up the few fields the protocol needs, and the
 //! event object itself goes to handlers untouched.
 
+use crate::prelude::*;
 use crate::machine::Input;
 use eventwire_protocol::op;
 use js_sys::Reflect;

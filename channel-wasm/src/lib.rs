@@ -4,7 +4,38 @@
 //! `transport` holds the two browser transports with the same shape;
 //! `channel` is the thin `#[wasm_bindgen]` surface that `js/index.js` wraps.
 
+#![no_std]
+
 extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+/// What `std`'s prelude would give, from `alloc`.
+#[allow(unused_imports)]
+mod prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::boxed::Box;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec;
+    pub use alloc::vec::Vec;
+}
+
+/// The allocator, for every build of the client (the browser tests too).
+#[cfg(target_arch = "wasm32")]
+mod heap;
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static HEAP: heap::Heap = heap::Heap::new();
+
+/// Without the standard library a panic traps: an `unreachable`
+/// instruction, which the browser reports as a `RuntimeError`. The client
+/// is written not to panic; this keeps `core::fmt`, which formatting a
+/// panic message needs, out of the download.
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}
 
 pub mod backoff;
 pub mod machine;

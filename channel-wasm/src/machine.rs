@@ -6,11 +6,12 @@
 //! number, and carries out the [`Action`]s it returns. Payloads are opaque
 //! (`P`): JS values in the browser, strings in tests.
 
+use crate::prelude::*;
 use crate::backoff::Backoff;
 use crate::outgoing::{self, push_u64};
 use crate::recent::RecentIds;
 use eventwire_protocol::Topic;
-use std::collections::VecDeque;
+use alloc::collections::VecDeque;
 
 /// A transport the machine can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,7 +312,7 @@ impl<P> Machine<P> {
             if let Input::Emit { emit, .. } = input {
                 self.reject(emit.reference, code::CLOSED, "the channel is closed");
             }
-            return std::mem::take(&mut self.actions);
+            return core::mem::take(&mut self.actions);
         }
         match input {
             Input::Start => self.open(now),
@@ -464,7 +465,7 @@ impl<P> Machine<P> {
             }
         }
         self.schedule(now);
-        std::mem::take(&mut self.actions)
+        core::mem::take(&mut self.actions)
     }
 
     fn choose(&self) -> Kind {
@@ -518,7 +519,7 @@ impl<P> Machine<P> {
             self.ws_ever_worked = true;
             self.ping_at = Some(now + self.heartbeat_ms);
         }
-        let was_quiet = std::mem::take(&mut self.quiet);
+        let was_quiet = core::mem::take(&mut self.quiet);
         if !(was_quiet && self.state == State::Open && recovered) {
             self.state = State::Open;
             self.push_state(Some(recovered), None);

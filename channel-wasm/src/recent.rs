@@ -5,8 +5,10 @@
 //! each check costs one hash and a probe or two, and the wasm binary does
 //! not carry a general hash map.
 
+use crate::prelude::*;
+
 pub struct RecentIds {
-    order: std::collections::VecDeque<u64>,
+    order: alloc::collections::VecDeque<u64>,
     slots: Vec<u64>,
     cap: usize,
     tombs: usize,
@@ -29,7 +31,7 @@ impl RecentIds {
     pub fn new(cap: usize) -> RecentIds {
         let cap = cap.max(1);
         RecentIds {
-            order: std::collections::VecDeque::with_capacity(cap),
+            order: alloc::collections::VecDeque::with_capacity(cap),
             slots: vec![EMPTY; (cap * 2).next_power_of_two()],
             cap,
             tombs: 0,

@@ -2,8 +2,9 @@
 //!
 //! Codes are what clients match on; messages are for people and may change.
 
+use crate::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::fmt;
+use core::fmt;
 
 /// Every error the gateway reports, on HTTP bodies, WebSocket `error` frames,
 /// WebSocket close reasons and the SSE `$close` event.
@@ -176,7 +177,7 @@ impl fmt::Display for ProtocolError {
     }
 }
 
-impl std::error::Error for ProtocolError {}
+impl core::error::Error for ProtocolError {}
 
 #[cfg(test)]
 mod tests {

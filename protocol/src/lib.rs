@@ -4,6 +4,26 @@
 //! codes and the frames of the WebSocket protocol. It has no runtime: the
 //! gateway and the wasm client both depend on it, so the two sides cannot drift.
 //! `docs/PROTOCOL.md` is the prose version of what is here.
+//!
+//! Without the `std` feature the crate is `no_std` (with `alloc`): the
+//! browser client is built that way, so the standard library's panic and
+//! formatting machinery stays out of the download.
+
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+/// What `std`'s prelude would give, from `alloc`, so every module reads the
+/// same with or without the standard library.
+#[allow(unused_imports)]
+mod prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::boxed::Box;
+    pub use alloc::format;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec;
+    pub use alloc::vec::Vec;
+}
 
 pub mod envelope;
 pub mod error;

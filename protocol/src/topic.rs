@@ -4,8 +4,9 @@
 //! grammar is strict: only `[A-Za-z0-9_-]` segments joined by dots. Nothing
 //! that could break a line, a header or a subject can get through.
 
+use crate::prelude::*;
 use crate::error::{ErrorCode, ProtocolError};
-use std::fmt;
+use core::fmt;
 
 /// At most this many dot-separated segments in a topic or pattern.
 pub const MAX_SEGMENTS: usize = 16;

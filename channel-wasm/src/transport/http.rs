@@ -3,6 +3,7 @@
 //! requests of their own, and leaving them out gives both transport modules
 //! the same shape (open, signal, close).
 
+use crate::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -40,7 +41,7 @@ pub fn post(url: &str, json: &str, token: Option<&str>, done: impl FnOnce(PostOu
         Err(_) => return done(PostOutcome::Failed),
     };
     // fetch → response.json() → outcome, each step a one-shot closure.
-    let done = std::rc::Rc::new(std::cell::RefCell::new(Some(done)));
+    let done = alloc::rc::Rc::new(core::cell::RefCell::new(Some(done)));
     let finish = {
         let done = done.clone();
         move |outcome: PostOutcome| {

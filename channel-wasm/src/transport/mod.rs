@@ -6,7 +6,8 @@ pub mod http;
 pub mod sse;
 pub mod websocket;
 
-use std::rc::Rc;
+use crate::prelude::*;
+use alloc::rc::Rc;
 use wasm_bindgen::JsValue;
 
 /// What a transport reports.
