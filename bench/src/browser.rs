@@ -11,12 +11,9 @@ use std::time::Duration;
 use tokio::process::Command;
 
 const PKG: &str = "channel-wasm/pkg";
-/// What scripts/build-client counts: the wasm, the wasm-bindgen glue, the wrapper.
-const PKG_FILES: [&str; 3] = [
-    "eventwire_channel_bg.wasm",
-    "eventwire_channel.js",
-    "index.js",
-];
+/// What scripts/build-client counts: the wasm, and index.js (the wrapper
+/// bundled with the wasm-bindgen glue and the browser I/O).
+const PKG_FILES: [&str; 2] = ["eventwire_channel_bg.wasm", "index.js"];
 
 pub async fn run(c: &Common, b: &BrowserArgs, report: &mut Report) {
     if b.build_client {

@@ -2,23 +2,45 @@
 //! `EventChannel`. It owns the browser resources (transports, the timer, JS
 //! callbacks) and feeds the [`Machine`], carrying out its actions.
 //!
+//! Everything the browser reports comes through one callback per channel,
+//! `io(tag, n, data, status)` (see `js/io.js` and `transport::tag`): one
+//! closure type in the whole client, not one per transport event.
+//!
 //! Re-entrancy: a handler may call `emit`, `subscribe` or `close` while an
 //! event is being delivered. The machine is never borrowed while JS runs:
 //! `feed` takes the actions out first and only then performs them.
 
-use crate::prelude::*;
 use crate::frames::{self, Malformed};
 use crate::machine::{Action, Config, Emit, Input, Kind, Machine, Preference, code};
 use crate::outgoing;
+use crate::prelude::*;
 use crate::transport::http::{self, PostOutcome};
-use crate::transport::websocket::WebSocketTransport;
-use crate::transport::{Signal, Transport, sse::SseTransport};
+use crate::transport::{Signal, Transport, tag};
+use alloc::rc::Rc;
+use core::cell::{Cell, RefCell};
 use eventwire_protocol::Pattern;
 use js_sys::{Function, Object, Promise, Reflect};
-use core::cell::{Cell, RefCell};
-use alloc::rc::{Rc, Weak};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(module = "/js/io.js")]
+extern "C" {
+    /// Calls the `token` function (it may return a promise); `io` gets
+    /// `(tag, generation, token)` once it settles, `tag + 1` on failure.
+    fn token(source: &JsValue, tag: u32, generation: u32, io: &JsValue);
+    /// `setTimeout(io, ms, TICK)`; returns the handle.
+    fn wake(io: &JsValue, ms: u32) -> f64;
+    /// A promise and its settle functions: `[promise, resolve, reject]`.
+    fn deferred() -> js_sys::Array;
+    /// `crypto.randomUUID()`, or undefined outside a secure context.
+    fn uuid() -> Option<String>;
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(handle: f64);
+}
 
 fn set(obj: &Object, key: &str, value: &JsValue) {
     let _ = Reflect::set(obj, &key.into(), value);
@@ -39,26 +61,22 @@ fn now() -> f64 {
     js_sys::Date::now()
 }
 
-/// `setTimeout`/`clearTimeout`, looked up on the global object so the
-/// client works in windows and workers alike.
-fn global_fn(name: &str) -> Option<Function> {
-    opt(&js_sys::global(), name).dyn_into().ok()
-}
-
 /// An event id: `crypto.randomUUID()` where the page is a secure context,
 /// random hex otherwise.
 fn new_id() -> String {
-    let crypto = opt(&js_sys::global(), "crypto");
-    if let Some(f) = opt(&crypto, "randomUUID").dyn_ref::<Function>()
-        && let Some(id) = f.call0(&crypto).ok().and_then(|v| v.as_string())
-    {
+    if let Some(id) = uuid() {
         return id;
     }
     let mut id = String::with_capacity(32);
     for _ in 0..4 {
         let n = (js_sys::Math::random() * 4_294_967_296.0) as u32;
         for shift in (0..8).rev() {
-            id.push(b"0123456789abcdef"[((n >> (shift * 4)) & 15) as usize] as char);
+            let nibble = ((n >> (shift * 4)) & 15) as u8;
+            id.push(char::from(if nibble < 10 {
+                b'0' + nibble
+            } else {
+                b'a' + nibble - 10
+            }));
         }
     }
     id
@@ -77,6 +95,20 @@ struct Handler {
     f: Function,
 }
 
+/// A transport the machine asked for, waiting for the token function.
+struct Opening {
+    kind: Kind,
+    topics: Vec<String>,
+    since: Option<String>,
+}
+
+/// An emit waiting for its outcome.
+struct Pending {
+    reference: u64,
+    resolve: Function,
+    reject: Function,
+}
+
 struct Inner {
     machine: RefCell<Machine<JsValue>>,
     /// The gateway's base URL, without a trailing slash.
@@ -86,6 +118,8 @@ struct Inner {
     token_source: JsValue,
     token: RefCell<Option<String>>,
     transport: RefCell<Option<Transport>>,
+    /// A connect waiting for the token function.
+    opening: RefCell<Option<Opening>>,
     /// Bumped whenever a transport is opened or let go; signals from an
     /// older generation are ignored.
     generation: Cell<u32>,
@@ -95,11 +129,12 @@ struct Inner {
     keys: frames::Keys,
     state_listeners: RefCell<Vec<(u32, Function)>>,
     error_listeners: RefCell<Vec<(u32, Function)>>,
-    /// Emits waiting for their outcome: (reference, resolve, reject).
-    pending: RefCell<Vec<(u64, Function, Function)>>,
+    pending: RefCell<Vec<Pending>>,
     /// The pending `setTimeout`: its handle and when it is due.
     timer: Cell<Option<(f64, f64)>>,
-    tick: RefCell<Option<Closure<dyn FnMut()>>>,
+    /// The one callback the browser side calls (see the module comment).
+    /// It holds the channel weakly; the JS function owns it.
+    io: JsValue,
     next_id: Cell<u32>,
     next_ref: Cell<u64>,
 }
@@ -121,19 +156,22 @@ impl Inner {
                 kind,
                 topics,
                 since,
-            } => self.open(kind, topics, since),
-            Action::CloseTransport => {
-                self.generation.set(self.generation.get() + 1);
-                if let Some(t) = self.transport.borrow_mut().take() {
-                    t.close();
-                }
-            }
+            } => self.open(Opening {
+                kind,
+                topics,
+                since,
+            }),
+            Action::CloseTransport => self.let_go(),
             Action::Send(text) => {
-                if let Some(Transport::WebSocket(ws)) = &*self.transport.borrow() {
-                    ws.send(&text);
+                if let Some(t) = &*self.transport.borrow() {
+                    t.send(&text);
                 }
             }
-            Action::Post { reference, json } => self.post(reference, json),
+            Action::Post { reference, json } => {
+                let url = outgoing::events(&self.base);
+                let auth = self.token.borrow().as_deref().map(outgoing::bearer);
+                http::post(&url, &json, auth, reference as f64, &self.io);
+            }
             Action::Deliver { ty, payload } => self.deliver(&ty, &payload),
             Action::Resolve {
                 reference,
@@ -145,19 +183,15 @@ impl Inner {
                 set(&receipt, "id", &id.into());
                 set(&receipt, "seq", &seq.into());
                 set(&receipt, "duplicate", &duplicate.into());
-                if let Some((resolve, _)) = self.take_pending(reference) {
-                    let _ = resolve.call1(&JsValue::NULL, &receipt);
+                if let Some(p) = self.take_pending(reference) {
+                    let _ = p.resolve.call1(&JsValue::NULL, &receipt);
                 }
             }
             Action::Reject {
                 reference,
                 code,
                 message,
-            } => {
-                if let Some((_, reject)) = self.take_pending(reference) {
-                    let _ = reject.call1(&JsValue::NULL, &error(&code, &message));
-                }
-            }
+            } => self.reject(reference, &error(&code, &message)),
             Action::Wake(ms) => self.wake_in(ms),
             Action::State {
                 state,
@@ -179,8 +213,9 @@ impl Inner {
                 if let Some(d) = delay_ms {
                     set(&info, "delayMs", &d.into());
                 }
+                let state = JsValue::from(state.name());
                 for f in snapshot(&self.state_listeners) {
-                    if let Err(e) = f.call2(&JsValue::NULL, &state.name().into(), &info) {
+                    if let Err(e) = f.call2(&JsValue::NULL, &state, &info) {
                         self.report_thrown(e);
                     }
                 }
@@ -190,69 +225,83 @@ impl Inner {
         }
     }
 
-    /// Calls the `token` function (it may return a promise). When it
-    /// settles, `got` runs if the connection generation is still
-    /// `generation`; a failure goes to `failed`. Shared by connecting and by
-    /// in-band refresh, so both ask the app the same way.
-    fn fetch_token(
-        self: &Rc<Self>,
-        generation: u32,
-        got: impl FnOnce(&Rc<Inner>, Option<String>) + 'static,
-        failed: impl FnOnce(&Rc<Inner>, JsValue) + 'static,
-    ) {
-        let weak = Rc::downgrade(self);
-        let on_token = Closure::once_into_js(move |token: JsValue| {
-            if let Some(inner) = weak.upgrade()
-                && inner.generation.get() == generation
-            {
-                got(&inner, token.as_string());
+    /// Lets the transport go: its late signals carry an old generation.
+    fn let_go(&self) {
+        self.generation.set(self.generation.get().wrapping_add(1));
+        if let Some(t) = self.transport.borrow_mut().take() {
+            t.close();
+        }
+    }
+
+    /// What the browser side reports (see the module comment).
+    fn on_io(self: &Rc<Self>, what: u32, n: f64, data: JsValue, status: u32) {
+        let current = n as u32 == self.generation.get();
+        match what {
+            tag::TICK => {
+                self.timer.set(None);
+                self.feed(Input::Tick);
             }
-        });
-        let weak = Rc::downgrade(self);
-        let on_error = Closure::once_into_js(move |e: JsValue| {
-            if let Some(inner) = weak.upgrade() {
-                failed(&inner, e);
+            tag::POSTED => self.posted(n as u64, status, data),
+            tag::TOKEN if current => {
+                *self.token.borrow_mut() = data.as_string();
+                if let Some(o) = self.opening.borrow_mut().take() {
+                    self.open_now(o);
+                }
             }
-        });
-        let source: &Function = self.token_source.unchecked_ref();
-        match source.call0(&JsValue::NULL) {
-            Ok(v) => http::then(&Promise::resolve(&v), &on_token, &on_error),
-            Err(e) => http::then(&Promise::reject(&e), &on_token, &on_error),
+            tag::TOKEN_FAILED if current => {
+                self.report(&data);
+                self.feed(Input::Closed { code: None });
+            }
+            tag::REAUTH if current => {
+                let Some(t) = data.as_string() else { return };
+                let frame = outgoing::auth(&t);
+                *self.token.borrow_mut() = Some(t);
+                if let Some(tr) = &*self.transport.borrow() {
+                    tr.send(&frame);
+                }
+            }
+            tag::REAUTH_FAILED => self.report(&data),
+            _ if current => {
+                let kind = self.machine.borrow().transport();
+                if let (Some(kind), Some(signal)) = (kind, Signal::read(what, data)) {
+                    self.on_signal(kind, signal);
+                }
+            }
+            _ => {}
         }
     }
 
     /// Asks the token function for a fresh token and sends it in band.
-    fn reauth(self: &Rc<Self>) {
-        if !self.token_source.is_function() {
-            return; // A fixed token cannot be refreshed; the gateway will close.
+    fn reauth(&self) {
+        if self.token_source.is_function() {
+            token(
+                &self.token_source,
+                tag::REAUTH,
+                self.generation.get(),
+                &self.io,
+            );
         }
-        self.fetch_token(
-            self.generation.get(),
-            |inner, token| {
-                let Some(t) = token else { return };
-                let frame = outgoing::auth(&t);
-                *inner.token.borrow_mut() = Some(t);
-                if let Some(Transport::WebSocket(ws)) = &*inner.transport.borrow() {
-                    ws.send(&frame);
-                }
-            },
-            |inner, e| inner.report(&e),
-        );
+        // A fixed token cannot be refreshed; the gateway will close.
     }
 
-    fn take_pending(&self, reference: u64) -> Option<(Function, Function)> {
+    fn take_pending(&self, reference: u64) -> Option<Pending> {
         let mut p = self.pending.borrow_mut();
-        let i = p.iter().position(|(r, _, _)| *r == reference)?;
-        let (_, resolve, reject) = p.swap_remove(i);
-        Some((resolve, reject))
+        let i = p.iter().position(|e| e.reference == reference)?;
+        Some(p.swap_remove(i))
     }
 
-    fn report_thrown(self: &Rc<Self>, thrown: JsValue) {
+    fn reject(&self, reference: u64, e: &JsValue) {
+        if let Some(p) = self.take_pending(reference) {
+            let _ = p.reject.call1(&JsValue::NULL, e);
+        }
+    }
+
+    fn report_thrown(&self, thrown: JsValue) {
         let message = opt(&thrown, "message")
             .as_string()
             .unwrap_or_else(|| "a handler threw".into());
         let e = error(code::HANDLER_ERROR, &message);
-        set(e.unchecked_ref(), "cause", &thrown);
+        let _ = Reflect::set(&e, &"cause".into(), &thrown);
         self.report(&e);
     }
 
@@ -269,7 +318,7 @@ impl Inner {
         }
     }
 
-    fn deliver(self: &Rc<Self>, ty: &str, payload: &JsValue) {
+    fn deliver(&self, ty: &str, payload: &JsValue) {
         let handlers = self.handlers.borrow().clone();
         for h in handlers.iter().filter(|h| h.pattern.matches(ty)) {
             if let Err(thrown) = h.f.call1(&JsValue::NULL, payload) {
@@ -282,93 +331,43 @@ impl Inner {
     /// sooner is kept: the machine answers an early tick by asking for the
     /// next one. So the liveness deadline, which moves with every event, does
     /// not cost a `clearTimeout` + `setTimeout` per event.
-    fn wake_in(self: &Rc<Self>, ms: f64) {
+    fn wake_in(&self, ms: f64) {
         let due = now() + ms;
         if self.timer.get().is_some_and(|(_, at)| at <= due) {
             return;
         }
-        let Some(set_timeout) = global_fn("setTimeout") else {
-            return;
-        };
         self.clear_timer();
-        if self.tick.borrow().is_none() {
-            let weak = Rc::downgrade(self);
-            *self.tick.borrow_mut() = Some(Closure::new(move || {
-                if let Some(inner) = weak.upgrade() {
-                    inner.timer.set(None);
-                    inner.feed(Input::Tick);
-                }
-            }));
-        }
-        let tick = self.tick.borrow();
-        let f: &Function = tick.as_ref().expect("just set").as_ref().unchecked_ref();
-        if let Ok(handle) = set_timeout.call2(&JsValue::NULL, f, &ceil_ms(ms).into()) {
-            self.timer.set(handle.as_f64().map(|h| (h, due)));
-        }
+        let handle = wake(&self.io, ceil_ms(ms));
+        self.timer.set(Some((handle, due)));
     }
 
     /// Cancels the pending `setTimeout`, if any.
     fn clear_timer(&self) {
-        if let (Some((t, _)), Some(clear)) = (self.timer.take(), global_fn("clearTimeout")) {
-            let _ = clear.call1(&JsValue::NULL, &t.into());
+        if let Some((t, _)) = self.timer.take() {
+            clear_timeout(t);
         }
     }
 
     /// Opens a transport once the token (if any) is known.
-    fn open(self: &Rc<Self>, kind: Kind, topics: Vec<String>, since: Option<String>) {
-        let generation = self.generation.get() + 1;
-        self.generation.set(generation);
-        if let Some(t) = self.transport.borrow_mut().take() {
-            t.close();
-        }
+    fn open(self: &Rc<Self>, o: Opening) {
+        self.let_go();
         let source = &self.token_source;
         if !source.is_function() {
             *self.token.borrow_mut() = source.as_string();
-            return self.open_now(generation, kind, &topics, since.as_deref());
+            return self.open_now(o);
         }
         // Called again on every connect, so a refreshed token is used.
-        self.fetch_token(
-            generation,
-            move |inner, token| {
-                *inner.token.borrow_mut() = token;
-                inner.open_now(generation, kind, &topics, since.as_deref());
-            },
-            move |inner, e| {
-                if inner.generation.get() == generation {
-                    inner.report(&e);
-                    inner.feed(Input::Closed { code: None });
-                }
-            },
-        );
+        *self.opening.borrow_mut() = Some(o);
+        token(source, tag::TOKEN, self.generation.get(), &self.io);
     }
 
-    fn open_now(
-        self: &Rc<Self>,
-        generation: u32,
-        kind: Kind,
-        topics: &[String],
-        since: Option<&str>,
-    ) {
-        let weak: Weak<Inner> = Rc::downgrade(self);
-        let on = Rc::new(move |signal: Signal| {
-            if let Some(inner) = weak.upgrade()
-                && inner.generation.get() == generation
-            {
-                inner.on_signal(kind, signal);
-            }
-        });
+    fn open_now(self: &Rc<Self>, o: Opening) {
         let token = self.token.borrow().clone();
-        let opened = match kind {
-            Kind::WebSocket => {
-                let url = outgoing::websocket(&self.base, token.as_deref());
-                WebSocketTransport::open(&url, on).map(Transport::WebSocket)
-            }
-            Kind::Sse => {
-                let url = outgoing::sse(&self.base, topics, since, token.as_deref());
-                SseTransport::open(&url, on).map(Transport::Sse)
-            }
+        let url = match o.kind {
+            Kind::WebSocket => outgoing::websocket(&self.base, token.as_deref()),
+            Kind::Sse => outgoing::sse(&self.base, &o.topics, o.since.as_deref(), token.as_deref()),
         };
-        match opened {
+        match Transport::open(o.kind, &url, self.generation.get(), &self.io) {
             Ok(t) => *self.transport.borrow_mut() = Some(t),
             Err(e) => {
                 self.report(&error(code::TRANSPORT, &js_err_message(&e)));
@@ -380,8 +379,7 @@ impl Inner {
     fn on_signal(self: &Rc<Self>, kind: Kind, signal: Signal) {
         let parsed = match (signal, kind) {
             (Signal::Closed(code), _) => {
-                self.generation.set(self.generation.get() + 1);
-                self.transport.borrow_mut().take();
+                self.let_go();
                 Ok(Input::Closed { code })
             }
             (Signal::Heartbeat, _) => Ok(Input::Heard),
@@ -399,37 +397,32 @@ impl Inner {
         }
     }
 
-    fn post(self: &Rc<Self>, reference: u64, json: String) {
-        let url = outgoing::events(&self.base);
-        let weak = Rc::downgrade(self);
-        let token = self.token.borrow().clone();
-        http::post(&url, &json, token.as_deref(), move |outcome| {
-            let Some(inner) = weak.upgrade() else { return };
-            let input = match outcome {
-                PostOutcome::Accepted(receipt) => {
-                    let s = |k: &str| opt(&receipt, k).as_string().unwrap_or_default();
-                    Input::Ack {
-                        reference,
-                        id: s("id"),
-                        seq: s("seq"),
-                        duplicate: opt(&receipt, "duplicate").as_bool().unwrap_or(false),
-                    }
+    /// The answer to an SSE emit's POST.
+    fn posted(self: &Rc<Self>, reference: u64, status: u32, body: JsValue) {
+        let input = match http::outcome(status, body) {
+            PostOutcome::Accepted(receipt) => {
+                let s = |k: &str| opt(&receipt, k).as_string().unwrap_or_default();
+                Input::Ack {
+                    reference,
+                    id: s("id"),
+                    seq: s("seq"),
+                    duplicate: opt(&receipt, "duplicate").as_bool().unwrap_or(false),
                 }
-                // An expired token is not the event's fault: get a fresh one
-                // and send the event again.
-                PostOutcome::Refused(code, _) if code == "token_expired" => {
-                    inner.reauth();
-                    Input::PostFailed { reference }
-                }
-                PostOutcome::Refused(code, message) => Input::Refused {
-                    reference: Some(reference),
-                    code,
-                    message,
-                },
-                PostOutcome::Failed => Input::PostFailed { reference },
-            };
-            inner.feed(input);
-        });
+            }
+            // An expired token is not the event's fault: get a fresh one
+            // and send the event again.
+            PostOutcome::Refused(code, _) if code == "token_expired" => {
+                self.reauth();
+                Input::PostFailed { reference }
+            }
+            PostOutcome::Refused(code, message) => Input::Refused {
+                reference: Some(reference),
+                code,
+                message,
+            },
+            PostOutcome::Failed => Input::PostFailed { reference },
+        };
+        self.feed(input);
     }
 }
 
@@ -452,6 +445,10 @@ fn js_err_message(e: &JsValue) -> String {
         .unwrap_or_else(|| "the transport could not be opened".into())
 }
 
+fn bad_request(message: &str) -> JsValue {
+    error("bad_request", message)
+}
+
 /// The raw channel. `js/index.js` wraps it as the typed `EventChannel`.
 #[wasm_bindgen]
 pub struct Channel {
@@ -466,21 +463,17 @@ impl Channel {
     pub fn new(options: &JsValue) -> Result<Channel, JsValue> {
         let url = opt(options, "url")
             .as_string()
-            .ok_or_else(|| error("bad_request", "`url` (the gateway's base URL) is required"))?;
+            .ok_or_else(|| bad_request("`url` (the gateway's base URL) is required"))?;
         let base = url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(error(
-                "bad_request",
-                "`url` must start with http:// or https://",
-            ));
+            return Err(bad_request("`url` must start with http:// or https://"));
         }
         let preference = match opt(options, "transport").as_string().as_deref() {
             None | Some("auto") => Preference::Auto,
             Some("websocket") => Preference::WebSocket,
             Some("sse") => Preference::Sse,
             Some(_) => {
-                return Err(error(
-                    "bad_request",
+                return Err(bad_request(
                     "`transport` must be 'auto', 'websocket' or 'sse'",
                 ));
             }
@@ -490,7 +483,7 @@ impl Channel {
         if !given.is_undefined() {
             let arr: js_sys::Array = given
                 .dyn_into()
-                .map_err(|_| error("bad_request", "`topics` must be an array of patterns"))?;
+                .map_err(|_| bad_request("`topics` must be an array of patterns"))?;
             for t in arr.iter() {
                 let t = t.as_string().unwrap_or_default();
                 Pattern::parse(&t).map_err(|e| error(e.code.as_str(), &e.message))?;
@@ -507,13 +500,22 @@ impl Channel {
             connect_timeout_ms: num("attemptTimeoutMs").unwrap_or(defaults.connect_timeout_ms),
             dedupe_ids: defaults.dedupe_ids,
         };
-        Ok(Channel {
-            inner: Rc::new(Inner {
+        let inner = Rc::new_cyclic(|weak: &alloc::rc::Weak<Inner>| {
+            let weak = weak.clone();
+            let io = Closure::<dyn FnMut(u32, f64, JsValue, u32)>::new(
+                move |what: u32, n: f64, data: JsValue, status: u32| {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.on_io(what, n, data, status);
+                    }
+                },
+            );
+            Inner {
                 machine: RefCell::new(Machine::new(cfg, topics)),
                 base,
                 token_source: opt(options, "token"),
                 token: RefCell::new(None),
                 transport: RefCell::new(None),
+                opening: RefCell::new(None),
                 generation: Cell::new(0),
                 handlers: RefCell::new(Rc::new(Vec::new())),
                 keys: frames::Keys::default(),
@@ -521,11 +523,14 @@ impl Channel {
                 error_listeners: RefCell::new(Vec::new()),
                 pending: RefCell::new(Vec::new()),
                 timer: Cell::new(None),
-                tick: RefCell::new(None),
+                // Owned by the JS function from here on: a signal that
+                // arrives after the channel is gone finds nothing to do.
+                io: io.into_js_value(),
                 next_id: Cell::new(1),
                 next_ref: Cell::new(1),
-            }),
-        })
+            }
+        });
+        Ok(Channel { inner })
     }
 
     /// Starts connecting.
@@ -554,12 +559,17 @@ impl Channel {
         self.inner.machine.borrow().last_seq().map(str::to_owned)
     }
 
+    fn next_id(&self) -> u32 {
+        let id = self.inner.next_id.get();
+        self.inner.next_id.set(id.wrapping_add(1));
+        id
+    }
+
     /// Calls `handler(event)` for every event whose type matches `pattern`;
     /// returns an id for `unsubscribe`. Throws on an invalid pattern.
     pub fn subscribe(&self, pattern: &str, handler: Function) -> Result<u32, JsValue> {
         let parsed = Pattern::parse(pattern).map_err(|e| error(e.code.as_str(), &e.message))?;
-        let id = self.inner.next_id.get();
-        self.inner.next_id.set(id + 1);
+        let id = self.next_id();
         Rc::make_mut(&mut self.inner.handlers.borrow_mut()).push(Handler {
             id,
             pattern: parsed,
@@ -597,19 +607,18 @@ impl Channel {
                 set_options.push((name, v));
             }
         }
-        let encoded = js_sys::JSON::stringify(data).map(|s| s.as_string());
-        let promise = Promise::new(&mut |resolve, reject| {
-            self.inner
-                .pending
-                .borrow_mut()
-                .push((reference, resolve, reject));
+        let d = deferred();
+        let promise: Promise = d.get(0).unchecked_into();
+        self.inner.pending.borrow_mut().push(Pending {
+            reference,
+            resolve: d.get(1).unchecked_into(),
+            reject: d.get(2).unchecked_into(),
         });
-        let data = match encoded {
-            Ok(d) => d,
+        let data = match js_sys::JSON::stringify(data) {
+            Ok(d) => d.as_string(),
             Err(e) => {
-                let (_, reject) = self.inner.take_pending(reference).expect("just added");
-                let msg = js_err_message(&e);
-                let _ = reject.call1(&JsValue::NULL, &error("invalid_event", &msg));
+                let e = error("invalid_event", &js_err_message(&e));
+                self.inner.reject(reference, &e);
                 return promise;
             }
         };
@@ -628,8 +637,7 @@ impl Channel {
     /// Calls `listener(state, info)` on every state change; returns an id for `off`.
     #[wasm_bindgen(js_name = onState)]
     pub fn on_state(&self, listener: Function) -> u32 {
-        let id = self.inner.next_id.get();
-        self.inner.next_id.set(id + 1);
+        let id = self.next_id();
         self.inner.state_listeners.borrow_mut().push((id, listener));
         id
     }
@@ -638,8 +646,7 @@ impl Channel {
     /// frames, handler exceptions, refused subscriptions, transport trouble.
     #[wasm_bindgen(js_name = onError)]
     pub fn on_error(&self, listener: Function) -> u32 {
-        let id = self.inner.next_id.get();
-        self.inner.next_id.set(id + 1);
+        let id = self.next_id();
         self.inner.error_listeners.borrow_mut().push((id, listener));
         id
     }

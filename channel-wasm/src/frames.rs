@@ -2,8 +2,8 @@
 //! parsing; Rust only looks up the few fields the protocol needs, and the
 //! event object itself goes to handlers untouched.
 
-use crate::prelude::*;
 use crate::machine::Input;
+use crate::prelude::*;
 use eventwire_protocol::op;
 use js_sys::Reflect;
 use wasm_bindgen::prelude::*;

@@ -6,12 +6,12 @@
 //! number, and carries out the [`Action`]s it returns. Payloads are opaque
 //! (`P`): JS values in the browser, strings in tests.
 
-use crate::prelude::*;
 use crate::backoff::Backoff;
 use crate::outgoing::{self, push_u64};
+use crate::prelude::*;
 use crate::recent::RecentIds;
-use eventwire_protocol::Topic;
 use alloc::collections::VecDeque;
+use eventwire_protocol::Topic;
 
 /// A transport the machine can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -95,6 +95,7 @@ impl RecentIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::format;
 
     #[test]
     fn remembers_then_forgets_the_oldest() {

@@ -3,8 +3,8 @@
 //! The payload type `D` is generic so each side keeps `data` in its cheapest
 //! form: the gateway as raw JSON bytes it never re-parses, a browser as a JS value.
 
-use crate::prelude::*;
 use crate::error::{ErrorCode, ProtocolError};
+use crate::prelude::*;
 use crate::topic::Topic;
 use serde::{Deserialize, Serialize};
 

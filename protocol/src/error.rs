@@ -3,8 +3,8 @@
 //! Codes are what clients match on; messages are for people and may change.
 
 use crate::prelude::*;
-use serde::{Deserialize, Serialize};
 use core::fmt;
+use serde::{Deserialize, Serialize};
 
 /// Every error the gateway reports, on HTTP bodies, WebSocket `error` frames,
 /// WebSocket close reasons and the SSE `$close` event.

@@ -4,8 +4,8 @@
 //! message) so an error can still carry the frame's `ref` and so `event`
 //! stays raw JSON that the gateway measures and stores without re-encoding.
 
-use crate::prelude::*;
 use crate::error::{ErrorCode, ProtocolError};
+use crate::prelude::*;
 use crate::topic::Pattern;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

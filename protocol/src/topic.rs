@@ -4,8 +4,8 @@
 //! grammar is strict: only `[A-Za-z0-9_-]` segments joined by dots. Nothing
 //! that could break a line, a header or a subject can get through.
 
-use crate::prelude::*;
 use crate::error::{ErrorCode, ProtocolError};
+use crate::prelude::*;
 use core::fmt;
 
 /// At most this many dot-separated segments in a topic or pattern.

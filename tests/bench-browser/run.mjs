@@ -48,7 +48,7 @@ function median(xs) {
 /** The staging directory the gateway serves: page, script, package copy. */
 function stage() {
   const pkg = path.join(repo, 'channel-wasm/pkg');
-  for (const f of ['index.js', 'eventwire_channel.js', 'eventwire_channel_bg.wasm']) {
+  for (const f of ['index.js', 'eventwire_channel_bg.wasm']) {
     if (!existsSync(path.join(pkg, f))) throw new Error(`${pkg}/${f} is missing: run \`bash scripts/build-client --pack\` first`);
   }
   const dir = path.join(repo, 'target/bench-browser/www');
@@ -56,7 +56,7 @@ function stage() {
   mkdirSync(path.join(dir, 'pkg'), { recursive: true });
   cpSync(path.join(here, 'index.html'), path.join(dir, 'index.html'));
   cpSync(path.join(here, 'bench.js'), path.join(dir, 'bench.js'));
-  for (const f of ['index.js', 'eventwire_channel.js', 'eventwire_channel_bg.wasm']) {
+  for (const f of ['index.js', 'eventwire_channel_bg.wasm']) {
     cpSync(path.join(pkg, f), path.join(dir, 'pkg', f));
   }
   return dir;
