@@ -1,7 +1,6 @@
 //! The router, in one place, and the gateway that serves it.
 
-use crate::config::{Config, EngineKind};
-use crate::engine::memory::{MemoryConfig, MemoryEngine};
+use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::error::ApiError;
 use crate::groups::http as groups;
@@ -44,7 +43,7 @@ impl From<EngineError> for StartError {
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StartError::Engine(e) => write!(f, "engine: {e:?}"),
+            StartError::Engine(e) => write!(f, "engine: {e}"),
             StartError::Config(m) => f.write_str(m),
         }
     }
@@ -57,20 +56,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn new(config: Config) -> Result<Gateway, StartError> {
-        let engine: Arc<dyn Engine> = match config.engine {
-            EngineKind::Memory => Arc::new(MemoryEngine::new(MemoryConfig {
-                max_events: config.history_max_events,
-                max_bytes: config.history_max_bytes,
-                dedupe_window: config.dedupe_window,
-                ..MemoryConfig::default()
-            })),
-            EngineKind::Nats => Arc::new(
-                crate::engine::nats::NatsEngine::connect(
-                    crate::engine::nats::NatsConfig::from_config(&config),
-                )
-                .await?,
-            ),
-        };
+        let engine = crate::engine::build(&config.engine, config.max_event_bytes).await?;
         Gateway::with_engine(config, engine).await
     }
 

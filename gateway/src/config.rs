@@ -3,45 +3,10 @@
 //! Defaults are what a first-time user running on a laptop should get; the
 //! limits are documented in README.md and docs/PROTOCOL.md.
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum EngineKind {
-    /// In-process broker with bounded history. One gateway only.
-    Memory,
-    /// NATS JetStream: several gateways share one stream (docs/NATS.md).
-    Nats,
-}
-
-/// A NATS subject prefix or stream name must fit into subjects and API
-/// subjects: the topic grammar for the prefix, one such segment for the name.
-fn nats_prefix(s: &str) -> Result<String, String> {
-    eventwire_protocol::Topic::parse(s)
-        .map(|t| t.as_str().to_owned())
-        .map_err(|e| e.message)
-}
-
-fn nats_replicas(s: &str) -> Result<usize, String> {
-    match s.parse() {
-        Ok(n @ 1..=5) => Ok(n),
-        _ => Err("replicas are 1 to 5".into()),
-    }
-}
-
-fn nats_stream(s: &str) -> Result<String, String> {
-    if !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        Ok(s.to_owned())
-    } else {
-        Err("a stream name is 1 to 64 of A-Z, a-z, 0-9, '_' and '-'".into())
-    }
-}
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -54,61 +19,8 @@ pub struct Config {
     #[arg(long, env = "EVENTWIRE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Broker engine.
-    #[arg(long, env = "EVENTWIRE_ENGINE", value_enum, default_value = "memory")]
-    pub engine: EngineKind,
-
-    /// Events kept for replay, at most (nats: the stream's max messages; 0 = no limit).
-    #[arg(long, env = "EVENTWIRE_HISTORY_MAX_EVENTS", default_value_t = 10_000)]
-    pub history_max_events: usize,
-
-    /// Bytes of events kept for replay, at most (nats: the stream's max bytes; 0 = no limit).
-    #[arg(long, env = "EVENTWIRE_HISTORY_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
-    pub history_max_bytes: usize,
-
-    /// NATS engine: how long events are kept for replay; 0 keeps them until
-    /// the count or size limit evicts them.
-    #[arg(long, env = "EVENTWIRE_HISTORY_MAX_AGE", default_value = "0s", value_parser = humantime::parse_duration)]
-    pub history_max_age: Duration,
-
-    /// NATS engine: server URLs, comma-separated; credentials may go in the URL.
-    #[arg(
-        long,
-        env = "EVENTWIRE_NATS_URL",
-        default_value = "nats://127.0.0.1:4222"
-    )]
-    pub nats_url: String,
-
-    /// NATS engine: events are stored on subjects `<prefix>.<type>`.
-    #[arg(long, env = "EVENTWIRE_NATS_SUBJECT_PREFIX", default_value = "eventwire", value_parser = nats_prefix)]
-    pub nats_subject_prefix: String,
-
-    /// NATS engine: the JetStream stream, created or updated at start.
-    #[arg(long, env = "EVENTWIRE_NATS_STREAM", default_value = "EVENTWIRE", value_parser = nats_stream)]
-    pub nats_stream: String,
-
-    /// NATS engine: stream replicas (3 or 5 on a cluster).
-    #[arg(long, env = "EVENTWIRE_NATS_REPLICAS", default_value_t = 1, value_parser = nats_replicas)]
-    pub nats_replicas: usize,
-
-    /// NATS engine: a publish, history read or readiness check that NATS
-    /// does not answer within this fails with `engine_unavailable`.
-    #[arg(long, env = "EVENTWIRE_NATS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub nats_timeout: Duration,
-
-    /// NATS engine: wrap bare JSON published on other subjects into events,
-    /// as `SUBJECT=TYPE_PREFIX` (repeat, or comma-separate in the env var),
-    /// e.g. `topic.>=legacy`. Off by default.
-    #[arg(
-        long = "nats-interop",
-        env = "EVENTWIRE_NATS_INTEROP",
-        value_delimiter = ','
-    )]
-    pub nats_interop: Vec<crate::engine::nats::InteropRule>,
-
-    /// How long an event id is remembered for dedupe.
-    #[arg(long, env = "EVENTWIRE_DEDUPE_WINDOW", default_value = "2m", value_parser = humantime::parse_duration)]
-    pub dedupe_window: Duration,
+    #[command(flatten)]
+    pub engine: crate::engine::EngineArgs,
 
     /// Largest accepted event (its JSON envelope), in bytes.
     #[arg(long, env = "EVENTWIRE_MAX_EVENT_BYTES", default_value_t = 64 * 1024)]

@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(%addr, engine = ?config.engine, static_dir = ?config.static_dir, "eventwire gateway listening on http://{addr}");
+    tracing::info!(%addr, engine = ?config.engine.kind, static_dir = ?config.static_dir, "eventwire gateway listening on http://{addr}");
     match gateway.serve(listener, shutdown::on_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");

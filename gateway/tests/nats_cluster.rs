@@ -66,8 +66,8 @@ async fn a_node_dies_under_load_and_no_acknowledged_event_is_lost() {
     let mut nodes = NatsServer::cluster(3).await;
     let cluster_up = t0.elapsed();
     let mut config = gateway_config(&nodes[0].url(), "CLUSTER");
-    config.nats_replicas = 3;
-    config.nats_timeout = Duration::from_secs(3);
+    config.engine.nats_replicas = 3;
+    config.engine.nats_timeout = Duration::from_secs(3);
     let gw = Arc::new(start(config).await);
     let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
     let admin = async_nats::jetstream::new(async_nats::connect(urls.as_slice()).await.unwrap());

@@ -15,7 +15,7 @@ use std::time::Duration;
 async fn bare_json_is_mapped_into_events_once() {
     let nats = NatsServer::start().await;
     let mut config = gateway_config(&nats.url(), "INTEROP");
-    config.nats_interop = vec!["topic.>=legacy".parse().unwrap()];
+    config.engine.nats_interop = vec!["topic.>=legacy".parse().unwrap()];
     // Two gateways both map every message; JetStream keeps one copy.
     let g1 = start(config.clone()).await;
     let g2 = start(config).await;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 async fn nats_down_and_back() {
     let mut nats = NatsServer::start().await;
     let mut config = gateway_config(&nats.url(), "OUTAGE");
-    config.nats_timeout = Duration::from_secs(2);
+    config.engine.nats_timeout = Duration::from_secs(2);
     let gw = start(config).await;
     let base = gw.url("");
     wait_ready(&gw.http, &base, 200, common::WAIT).await;

@@ -58,7 +58,7 @@ async fn resume_query_parameter_works_and_the_header_wins() {
 #[tokio::test]
 async fn resume_beyond_history_or_from_another_epoch_is_not_recovered() {
     let mut cfg = config();
-    cfg.history_max_events = 10;
+    cfg.engine.history_max_events = 10;
     let gw = start(cfg).await;
     let first = gw.publish(event("t", 0)).await;
     for n in 1..=20 {

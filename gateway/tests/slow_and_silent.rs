@@ -35,7 +35,7 @@ async fn slow_consumer_is_cut_off_others_get_everything_and_it_resumes() {
     let mut cfg = config();
     // Room for one 100-event batch burst, far less than the whole run.
     cfg.outbox_bytes = 256 * 1024;
-    cfg.history_max_events = 100_000;
+    cfg.engine.history_max_events = 100_000;
     let gw = start(cfg).await;
     let before = metric(
         &gw.get("/metrics").await.1,

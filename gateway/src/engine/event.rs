@@ -1,14 +1,10 @@
-//! An accepted event and its encodings.
-//!
-//! Each event is serialized once, when the engine accepts it, and each
-//! framing (SSE, WebSocket) is built at most once from those bytes. Every
+//! An accepted event, serialized once, when the engine accepts it: every
 //! subscriber gets a reference-counted handle to the same bytes.
 
-use axum::extract::ws::Utf8Bytes;
+use crate::transport::frame::Frames;
 use bytes::Bytes;
-use eventwire_protocol::{Envelope, Topic, frame};
+use eventwire_protocol::{Envelope, Topic};
 use serde_json::value::RawValue;
-use std::sync::OnceLock;
 use std::time::Instant;
 
 /// A validated event that no engine has accepted yet: every attribute but
@@ -44,9 +40,8 @@ pub struct Event {
     pub json: Bytes,
     /// When this gateway first saw the event, for the publish-to-write histogram.
     pub seen_at: Instant,
-    sse_named: OnceLock<Bytes>,
-    sse_unnamed: OnceLock<Bytes>,
-    ws: OnceLock<Utf8Bytes>,
+    /// The wire frames, built by the transports on first use; opaque here.
+    pub(crate) frames: Frames,
 }
 
 impl Event {
@@ -58,55 +53,13 @@ impl Event {
             topic,
             json,
             seen_at: Instant::now(),
-            sse_named: OnceLock::new(),
-            sse_unnamed: OnceLock::new(),
-            ws: OnceLock::new(),
+            frames: Frames::default(),
         }
     }
 
     /// Bytes counted against a connection's queue limit.
     pub fn cost(&self) -> usize {
         self.json.len() + 64
-    }
-
-    /// The SSE frame. `named` puts the type on an `event:` line; unnamed
-    /// frames reach `EventSource.onmessage`, which a client listening to
-    /// wildcard patterns needs because it cannot know every type in advance.
-    pub fn sse_frame(&self, named: bool) -> Bytes {
-        let cell = if named {
-            &self.sse_named
-        } else {
-            &self.sse_unnamed
-        };
-        cell.get_or_init(|| {
-            // No CR or LF in any of the three fields: the topic grammar and
-            // the position format forbid them, serde_json writes compact
-            // JSON, and ingest strips line breaks from `data`.
-            let mut out = Vec::with_capacity(
-                self.json.len() + self.seq.len() + self.topic.as_str().len() + 24,
-            );
-            out.extend_from_slice(b"id: ");
-            out.extend_from_slice(self.seq.as_bytes());
-            if named {
-                out.extend_from_slice(b"\nevent: ");
-                out.extend_from_slice(self.topic.as_str().as_bytes());
-            }
-            out.extend_from_slice(b"\ndata: ");
-            out.extend_from_slice(&self.json);
-            out.extend_from_slice(b"\n\n");
-            Bytes::from(out)
-        })
-        .clone()
-    }
-
-    /// The WebSocket `event` frame.
-    pub fn ws_frame(&self) -> Utf8Bytes {
-        self.ws
-            .get_or_init(|| {
-                let json = std::str::from_utf8(&self.json).expect("serde_json writes UTF-8");
-                Utf8Bytes::from(frame::event_frame(json))
-            })
-            .clone()
     }
 }
 

@@ -5,7 +5,7 @@
 //! with a position from before a restart gets `recovered: false` instead of
 //! a silent gap.
 
-use super::position::Position;
+use super::position::{Position, Window};
 use super::{Accepted, Engine, EngineError, Event, History, HistoryQuery, NewEvent, Subscription};
 use async_trait::async_trait;
 use eventwire_protocol::Pattern;
@@ -153,17 +153,13 @@ impl Engine for MemoryEngine {
         let since = query.since.as_deref().map(Position::parse).transpose()?;
         let st = self.state.lock();
         let first = st.first_offset();
-        let (start, recovered, after) = match since {
-            None => (first, true, None),
-            Some(p) if p.epoch != self.epoch => return Ok(History::default()),
-            // A position this engine never issued: trust nothing about it,
-            // and do not let it hide live events.
-            Some(p) if p.offset >= st.next_offset => return Ok(History::default()),
-            Some(p) => (
-                (p.offset + 1).max(first),
-                p.offset + 1 >= first,
-                Some(p.offset),
-            ),
+        let Some(Window {
+            start,
+            recovered,
+            after,
+        }) = Window::of(since.as_ref(), &self.epoch, first, st.next_offset - 1)
+        else {
+            return Ok(History::default());
         };
         let skip = (start - first) as usize;
         let mut events = Vec::new();

@@ -1,10 +1,12 @@
-//! The broker behind one narrow trait, so memory, NATS JetStream and Redis
-//! Streams engines are interchangeable and pass one conformance suite.
+//! The broker behind one narrow trait, so the memory and NATS JetStream
+//! engines are interchangeable and pass one conformance suite.
 //!
 //! An engine orders events: each accepted event gets a position (`seq` on the
 //! wire, an `offset` inside the gateway) and is handed to live subscribers in
 //! that order. The hub relies on this to merge replay and live delivery.
 
+pub mod args;
+pub mod disk;
 pub mod event;
 pub mod memory;
 pub mod nats;
@@ -15,6 +17,7 @@ use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+pub use args::{EngineArgs, EngineKind, build};
 pub use event::{Event, NewEvent};
 pub use memory::MemoryEngine;
 
@@ -56,6 +59,14 @@ pub enum EngineError {
     InvalidPosition(String),
     /// The broker cannot take requests now.
     Unavailable(String),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::InvalidPosition(m) | EngineError::Unavailable(m) => f.write_str(m),
+        }
+    }
 }
 
 impl From<EngineError> for ProtocolError {

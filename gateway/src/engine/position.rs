@@ -46,6 +46,40 @@ impl<'a> Position<'a> {
     }
 }
 
+/// Where a history read starts, for an engine whose retained events are the
+/// offsets `first..=last` of one epoch (an empty store has `first = last + 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The first offset to read.
+    pub start: u64,
+    /// False when `since` is older than the oldest retained event.
+    pub recovered: bool,
+    /// The offset `since` stands for.
+    pub after: Option<u64>,
+}
+
+impl Window {
+    /// `None` when `since` belongs to another epoch or lies in the future (a
+    /// position this engine never issued): nothing about it can be trusted,
+    /// and it must not hide live events, so the read is empty and
+    /// unrecovered.
+    pub fn of(since: Option<&Position>, epoch: &str, first: u64, last: u64) -> Option<Window> {
+        match since {
+            None => Some(Window {
+                start: first,
+                recovered: true,
+                after: None,
+            }),
+            Some(p) if p.epoch != epoch || p.offset > last => None,
+            Some(p) => Some(Window {
+                start: (p.offset + 1).max(first),
+                recovered: p.offset + 1 >= first,
+                after: Some(p.offset),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +108,24 @@ mod tests {
             assert!(Position::parse(bad).is_err(), "{bad:?}");
         }
         assert!(Position::parse("a-99999999999999999999999").is_err());
+    }
+
+    #[test]
+    fn window_bounds() {
+        let at = |o| Position {
+            epoch: "e",
+            offset: o,
+        };
+        // Retained 5..=9.
+        assert_eq!(Window::of(None, "e", 5, 9).unwrap().start, 5);
+        let w = Window::of(Some(&at(6)), "e", 5, 9).unwrap();
+        assert_eq!((w.start, w.recovered, w.after), (7, true, Some(6)));
+        assert!(Window::of(Some(&at(4)), "e", 5, 9).unwrap().recovered);
+        let w = Window::of(Some(&at(2)), "e", 5, 9).unwrap();
+        assert_eq!((w.start, w.recovered), (5, false));
+        assert_eq!(Window::of(Some(&at(10)), "e", 5, 9), None);
+        assert_eq!(Window::of(Some(&at(6)), "x", 5, 9), None);
+        // Empty, nothing ever written.
+        assert!(Window::of(Some(&at(0)), "e", 1, 0).unwrap().recovered);
     }
 }

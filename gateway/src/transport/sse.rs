@@ -2,7 +2,7 @@
 //!
 //! Not axum's `Sse` type: that one builds each `Event` into a fresh buffer,
 //! which would re-encode every event once per subscriber. Here each event's
-//! SSE frame is built once (see [`crate::engine::Event::sse_frame`]) and the
+//! SSE frame is built once (see [`super::frame`]) and the
 //! body stream hands out those shared bytes, several queued frames per chunk.
 
 use super::Session;
@@ -144,7 +144,7 @@ struct SseStream {
 impl SseStream {
     fn encode(&self, item: &Out) -> Bytes {
         match item {
-            Out::Event(e) => e.sse_frame(self.named),
+            Out::Event(e) => super::frame::sse(e, self.named),
             Out::Control(b) => b.clone(),
         }
     }

@@ -464,7 +464,7 @@ async fn write_loop(
                 record_batch(&shared.metrics, Transport::WebSocket, &buf);
                 for item in buf.drain(..) {
                     let text = match item {
-                        Out::Event(e) => e.ws_frame(),
+                        Out::Event(e) => super::frame::ws(&e),
                         Out::Control(b) => {
                             Utf8Bytes::try_from(b).expect("control frames are JSON text")
                         }

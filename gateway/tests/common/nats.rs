@@ -216,10 +216,10 @@ pub async fn wait_jetstream(url: &str) {
 pub fn gateway_config(url: &str, stream: &str) -> eventwire_gateway::Config {
     let mut c = eventwire_gateway::Config::defaults();
     c.listen = "127.0.0.1:0".parse().unwrap();
-    c.engine = eventwire_gateway::config::EngineKind::Nats;
-    c.nats_url = url.to_owned();
-    c.nats_stream = stream.to_owned();
-    c.nats_subject_prefix = stream.to_lowercase();
+    c.engine.kind = eventwire_gateway::engine::EngineKind::Nats;
+    c.engine.nats_url = url.to_owned();
+    c.engine.nats_stream = stream.to_owned();
+    c.engine.nats_subject_prefix = stream.to_lowercase();
     c
 }
 

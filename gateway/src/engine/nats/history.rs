@@ -1,14 +1,14 @@
 //! History reads: the retained events after a position, from the stream.
 //!
-//! The stream's state (first and last sequence) decides `recovered` exactly
-//! as the memory engine's ring does. The events themselves come through a
+//! The stream's state (first and last sequence) decides `recovered` through
+//! the same [`Window`] as every engine. The events themselves come through a
 //! short-lived ephemeral consumer that starts at the right sequence and is
 //! deleted after the read; a resume from the newest position (the common
 //! case after a short disconnect) needs no consumer at all.
 
 use super::Core;
 use super::feed::consumer_config;
-use crate::engine::position::Position;
+use crate::engine::position::{Position, Window};
 use crate::engine::{EngineError, History, HistoryQuery};
 use futures_util::StreamExt;
 use std::time::SystemTime;
@@ -25,15 +25,13 @@ pub async fn read(core: &Core, query: HistoryQuery) -> Result<History, EngineErr
     // An empty stream reports first = last + 1 (or 0 when never written).
     let first = info.state.first_sequence.max(1);
     let last = info.state.last_sequence;
-    let (start, recovered, after) = match since {
-        None => (first, true, None),
-        // A position this stream never issued: trust nothing about it.
-        Some(p) if p.offset > last => return Ok(History::default()),
-        Some(p) => (
-            (p.offset + 1).max(first),
-            p.offset + 1 >= first,
-            Some(p.offset),
-        ),
+    let Some(Window {
+        start,
+        recovered,
+        after,
+    }) = Window::of(since.as_ref(), &core.codec.epoch, first, last)
+    else {
+        return Ok(History::default());
     };
     let mut history = History {
         events: Vec::new(),

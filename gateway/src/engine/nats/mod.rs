@@ -13,6 +13,7 @@ mod stream;
 
 use super::{Accepted, Engine, EngineError, History, HistoryQuery, NewEvent, Subscription};
 use crate::config::Config;
+use crate::engine::EngineArgs;
 use async_nats::jetstream::consumer::{PullConsumer, pull};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
@@ -53,7 +54,7 @@ pub struct NatsConfig {
 }
 
 impl NatsConfig {
-    pub fn from_config(c: &Config) -> NatsConfig {
+    pub fn from_args(c: &EngineArgs, max_event_bytes: usize) -> NatsConfig {
         NatsConfig {
             url: c.nats_url.clone(),
             stream: c.nats_stream.clone(),
@@ -64,14 +65,15 @@ impl NatsConfig {
             max_age: c.history_max_age,
             dedupe_window: c.dedupe_window,
             timeout: c.nats_timeout,
-            max_event_bytes: c.max_event_bytes,
+            max_event_bytes,
             interop: c.nats_interop.clone(),
         }
     }
 
     /// The defaults, pointed at one server, stream and prefix.
     pub fn for_tests(url: &str, stream: &str, prefix: &str) -> NatsConfig {
-        let mut c = NatsConfig::from_config(&Config::defaults());
+        let defaults = Config::defaults();
+        let mut c = NatsConfig::from_args(&defaults.engine, defaults.max_event_bytes);
         c.url = url.into();
         c.stream = stream.into();
         c.prefix = prefix.into();

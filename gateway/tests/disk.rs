@@ -1,0 +1,526 @@
+//! The disk engine on the real binary and real files: crashes (SIGKILL),
+//! graceful restarts, a torn tail cut by hand, a second gateway on the same
+//! directory, and a directory of an unknown format.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("eventwire-disk-it-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A gateway process on a data directory.
+struct Gw {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+fn command(dir: &Path, port: u16, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventwire-gateway"));
+    cmd.args(["--engine", "disk", "--data-dir"])
+        .arg(dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--history-max-events", "1000000"])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+impl Gw {
+    async fn start(dir: &Path, extra: &[&str]) -> Gw {
+        let port = free_port();
+        let child = command(dir, port, extra)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let gw = Gw {
+            child,
+            base: format!("127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::time::Instant::now() < deadline {
+            if gw
+                .http
+                .get(gw.url("/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return gw;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("gateway did not become ready");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.base, path)
+    }
+
+    async fn publish(&self, event: &Value) -> Result<Value, String> {
+        let r = self
+            .http
+            .post(self.url("/v1/events"))
+            .header("content-type", "application/json")
+            .body(event.to_string())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status() != 200 {
+            return Err(format!("status {}", r.status()));
+        }
+        r.json().await.map_err(|e| e.to_string())
+    }
+
+    /// Every retained event matching `topic`, paging through history.
+    async fn history(&self, topic: &str) -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        loop {
+            let mut url = self.url(&format!("/v1/events?topic={topic}&limit=1000"));
+            if let Some(last) = out.last() {
+                url.push_str(&format!("&since={}", last["seq"].as_str().unwrap()));
+            }
+            let page: Value = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let events = page["events"].as_array().unwrap().clone();
+            if events.is_empty() {
+                return out;
+            }
+            out.extend(events);
+        }
+    }
+
+    async fn kill(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    async fn stop(mut self) {
+        let pid = self.child.id().unwrap().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("no exit after SIGTERM")
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+/// Runs the binary expecting it to refuse to start; returns its stderr.
+async fn refused(dir: &Path) -> String {
+    let out = tokio::time::timeout(
+        WAIT,
+        command(dir, free_port(), &[])
+            .stderr(Stdio::piped())
+            .output(),
+    )
+    .await
+    .expect("the gateway should have exited")
+    .unwrap();
+    assert!(!out.status.success(), "the gateway started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A pseudo-random number from the clock: enough to vary the kill moment.
+fn jitter(max: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    nanos % max
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_sigkill() {
+    let dir = temp_dir("crash");
+    // (publisher, k) → seq, for every acknowledged publish.
+    let acked: Arc<Mutex<HashMap<(u64, u64), String>>> = Arc::default();
+    let mut next_k = [0u64; 8];
+    let mut gw = Gw::start(&dir, &[]).await;
+    for round in 0..5 {
+        let mut tasks = Vec::new();
+        for p in 0..8u64 {
+            let (http, url, acked) = (gw.http.clone(), gw.url("/v1/events"), acked.clone());
+            let mut k = next_k[p as usize];
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let ev = json!({"id": format!("p{p}-{k}"), "type": format!("crash.p{p}"), "data": {"p": p, "k": k}});
+                    let sent = http
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(ev.to_string())
+                        .send()
+                        .await;
+                    let Ok(r) = sent else { return k };
+                    if r.status() != 200 {
+                        return k;
+                    }
+                    let Ok(body) = r.json::<Value>().await else {
+                        return k;
+                    };
+                    acked
+                        .lock()
+                        .unwrap()
+                        .insert((p, k), body["seq"].as_str().unwrap().to_owned());
+                    k += 1;
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(150 + jitter(600))).await;
+        gw.kill().await;
+        for (p, t) in tasks.into_iter().enumerate() {
+            // The next round starts past anything that may have been sent.
+            next_k[p] = t.await.unwrap() + 1;
+        }
+        gw = Gw::start(&dir, &[]).await;
+        let history = gw.history("crash.%3E").await;
+        let acked = acked.lock().unwrap().clone();
+        assert!(acked.len() > round * 8, "publishers made no progress");
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut last_k: HashMap<u64, u64> = HashMap::new();
+        for ev in &history {
+            let id = ev["id"].as_str().unwrap().to_owned();
+            let seq = ev["seq"].as_str().unwrap().to_owned();
+            assert!(
+                seen.insert(id.clone(), seq).is_none(),
+                "round {round}: {id} is in history twice"
+            );
+            let (p, k) = (
+                ev["data"]["p"].as_u64().unwrap(),
+                ev["data"]["k"].as_u64().unwrap(),
+            );
+            if let Some(prev) = last_k.insert(p, k) {
+                assert!(prev < k, "round {round}: publisher {p} out of order");
+            }
+        }
+        for ((p, k), seq) in &acked {
+            let id = format!("p{p}-{k}");
+            assert_eq!(
+                seen.get(&id),
+                Some(seq),
+                "round {round}: acknowledged {id} ({seq}) lost or moved"
+            );
+        }
+    }
+    gw.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Reads SSE events from a stream until `n` data events arrived; returns
+/// the welcome's `recovered` and the events' data.
+async fn sse_read(gw: &Gw, last_event_id: Option<&str>, n: usize) -> (Option<bool>, Vec<Value>) {
+    let mut req = gw.http.get(gw.url("/v1/sse?topic=resume.%3E"));
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.bytes_stream();
+    let mut buf = String::new();
+    let mut recovered = None;
+    let mut events = Vec::new();
+    let read = async {
+        while events.len() < n {
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let mut kind = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        kind = Some(v.to_owned());
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                let v: Value = serde_json::from_str(&data).unwrap();
+                match kind.as_deref() {
+                    Some("$welcome") => recovered = v["recovered"].as_bool(),
+                    Some(k) if k.starts_with('$') => panic!("unexpected {k}: {v}"),
+                    _ => events.push(v),
+                }
+            }
+            match body.next().await {
+                Some(Ok(chunk)) => buf.push_str(std::str::from_utf8(&chunk).unwrap()),
+                _ => panic!("SSE stream ended"),
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("timed out reading SSE");
+    (recovered, events)
+}
+
+/// Subscribes over WebSocket from `since`; returns `recovered` and the next
+/// `n` events.
+async fn ws_read(gw: &Gw, since: Option<&str>, n: usize) -> (bool, Vec<Value>) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v1/ws", gw.base))
+        .await
+        .unwrap();
+    let mut sub = json!({"op": "subscribe", "topics": ["resume.>"], "ref": "s"});
+    if let Some(s) = since {
+        sub["since"] = json!(s);
+    }
+    ws.send(Message::text(sub.to_string())).await.unwrap();
+    let mut recovered = None;
+    let mut events = Vec::new();
+    let read = async {
+        while recovered.is_none() || events.len() < n {
+            let Some(Ok(Message::Text(t))) = ws.next().await else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            match v["op"].as_str() {
+                Some("subscribed") => recovered = v["recovered"].as_bool(),
+                Some("event") => events.push(v["event"].clone()),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("timed out reading WebSocket");
+    (recovered.unwrap(), events)
+}
+
+async fn publish(gw: &Gw, n: u64) {
+    gw.publish(&json!({"type": "resume.a", "data": {"n": n}}))
+        .await
+        .unwrap();
+}
+
+fn ns(events: &[Value]) -> Vec<u64> {
+    events
+        .iter()
+        .map(|e| e["data"]["n"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_resume_across_graceful_and_sigkill_restarts() {
+    let dir = temp_dir("resume");
+    let mut gw = Gw::start(&dir, &[]).await;
+    for n in 0..3 {
+        publish(&gw, n).await;
+    }
+    let (_, sse) = sse_read(&gw, None, 3).await;
+    let (_, ws) = ws_read(&gw, Some(sse[0]["seq"].as_str().unwrap()), 2).await;
+    assert_eq!(ns(&ws), [1, 2]);
+    let mut position = sse[2]["seq"].as_str().unwrap().to_owned();
+    let mut n = 3;
+    for graceful in [true, false] {
+        if graceful {
+            gw.stop().await;
+        } else {
+            gw.kill().await;
+        }
+        gw = Gw::start(&dir, &[]).await;
+        // Missed while away.
+        for _ in 0..2 {
+            publish(&gw, n).await;
+            n += 1;
+        }
+        let (recovered, sse) = sse_read(&gw, Some(&position), 2).await;
+        assert_eq!(
+            recovered,
+            Some(true),
+            "SSE after restart (graceful: {graceful})"
+        );
+        assert_eq!(
+            ns(&sse),
+            [n - 2, n - 1],
+            "SSE gets exactly the missed events"
+        );
+        let (recovered, ws) = ws_read(&gw, Some(&position), 2).await;
+        assert!(recovered, "WS after restart (graceful: {graceful})");
+        assert_eq!(ns(&ws), [n - 2, n - 1], "WS gets exactly the missed events");
+        position = sse[1]["seq"].as_str().unwrap().to_owned();
+    }
+    gw.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_retry_after_a_crash_is_a_duplicate() {
+    let dir = temp_dir("dedupe");
+    let gw = Gw::start(&dir, &[]).await;
+    let ev = json!({"id": "retry-1", "type": "dd.a", "data": 1});
+    let first = gw.publish(&ev).await.unwrap();
+    assert_eq!(first["duplicate"], false);
+    gw.kill().await;
+    let gw = Gw::start(&dir, &[]).await;
+    let again = gw.publish(&ev).await.unwrap();
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["seq"], first["seq"]);
+    assert_eq!(gw.history("dd.a").await.len(), 1);
+    gw.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn retention_limits_hold_on_the_binary() {
+    let dir = temp_dir("retention");
+    let gw = Gw::start(&dir, &["--history-max-events", "5"]).await;
+    for n in 0..12 {
+        gw.publish(&json!({"type": "ret.a", "data": {"n": n}}))
+            .await
+            .unwrap();
+    }
+    assert_eq!(ns(&gw.history("ret.a").await), [7, 8, 9, 10, 11]);
+    gw.kill().await;
+    // Restarted with a byte limit: the oldest go at the next publish.
+    let gw = Gw::start(&dir, &["--history-max-bytes", "200"]).await;
+    gw.publish(&json!({"type": "ret.a", "data": {"n": 12}}))
+        .await
+        .unwrap();
+    let kept = gw.history("ret.a").await;
+    let bytes: usize = kept.iter().map(|e| e.to_string().len()).sum();
+    assert!(!kept.is_empty() && bytes <= 200, "{bytes} bytes kept");
+    assert_eq!(ns(&kept).last(), Some(&12));
+    gw.kill().await;
+    // And with an age limit, they go while the gateway is idle.
+    let gw = Gw::start(&dir, &["--history-max-age", "1s"]).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !gw.history("ret.a").await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "old events kept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gw.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_dropped_and_counted() {
+    let dir = temp_dir("torn");
+    let gw = Gw::start(&dir, &[]).await;
+    for n in 0..10 {
+        gw.publish(&json!({"type": "torn.a", "data": {"n": n}}))
+            .await
+            .unwrap();
+    }
+    gw.kill().await;
+    // Cut the end off the journal, as a crash in the middle of a write does.
+    let journal = std::fs::read_dir(dir.join("store"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jnl"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .expect("a journal file");
+    let len = std::fs::metadata(&journal).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+
+    let gw = Gw::start(&dir, &[]).await;
+    assert_eq!(
+        ns(&gw.history("torn.a").await),
+        (0..9).collect::<Vec<_>>(),
+        "the torn last event is gone, the rest kept"
+    );
+    let metrics = gw
+        .http
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let torn = metrics
+        .lines()
+        .find(|l| l.starts_with("eventwire_disk_torn_bytes_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(torn > 0, "the dropped bytes are counted: {metrics}");
+    // Publishing goes on after the repair, with the next offset.
+    let ev = gw
+        .publish(&json!({"type": "torn.a", "data": {"n": 9}}))
+        .await
+        .unwrap();
+    assert!(ev["seq"].as_str().unwrap().ends_with("-10"), "{ev}");
+    gw.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_second_gateway_on_the_same_dir_refuses() {
+    let dir = temp_dir("lock");
+    let gw = Gw::start(&dir, &[]).await;
+    let err = refused(&dir).await;
+    assert!(err.contains("in use by another gateway"), "{err}");
+    // The first one is unharmed.
+    gw.publish(&json!({"type": "lock.a", "data": 1}))
+        .await
+        .unwrap();
+    gw.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn an_unknown_format_is_refused_and_left_alone() {
+    let dir = temp_dir("format");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("FORMAT"), "eventwire-disk 99\n").unwrap();
+    let err = refused(&dir).await;
+    assert!(err.contains("eventwire-disk 99"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("FORMAT")).unwrap(),
+        "eventwire-disk 99\n"
+    );
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names, ["FORMAT"], "nothing was written");
+
+    // A directory with other files and no marker is not taken either.
+    let other = temp_dir("format-other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "mine").unwrap();
+    let err = refused(&other).await;
+    assert!(err.contains("not an eventwire data dir"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&other);
+}
