@@ -80,6 +80,11 @@ impl Target {
         if let Some(dir) = &needs.static_dir {
             args.extend(["--static-dir".into(), dir.display().to_string()]);
         }
+        // The engine under test is named by the scenario; the rest measure
+        // the memory engine, as before the disk engine became the default.
+        if !self.extra_args.iter().any(|a| a == "--engine") {
+            args.extend(["--engine".into(), "memory".into()]);
+        }
         args.extend(self.extra_args.iter().cloned());
         let mut cmd = match self.wrapper.split_first() {
             Some((prog, rest)) => {
@@ -157,6 +162,13 @@ impl Gateway {
                 Some((reason.to_owned(), v))
             })
             .collect()
+    }
+
+    /// Kills a started gateway with SIGKILL, as a crash would.
+    pub async fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
     }
 
     /// Stops a started gateway: SIGTERM, then SIGKILL if it lingers.

@@ -5,6 +5,7 @@
 //! the 5-second correctness run for CI (loss and duplicates, never speed).
 
 mod browser;
+mod durable;
 mod gateway;
 mod groups;
 mod http;
@@ -152,6 +153,20 @@ enum Cmd {
         /// Seconds of the steady-rate run.
         #[arg(long, default_value_t = 10)]
         duration: u64,
+    },
+    /// The disk engine: publish throughput and p99 (disk/always, disk/never,
+    /// memory; 1, 16, 64 publishers; single events and batches of 100), and
+    /// the restart time with many retained events. Prints a Markdown table.
+    Durable {
+        /// Seconds of publishing per run.
+        #[arg(long, default_value_t = 5)]
+        duration: u64,
+        /// Events retained for the restart measurement (0 skips it).
+        #[arg(long, default_value_t = 1_000_000)]
+        restart_events: u64,
+        /// Also write the figures as JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// The browser benchmark (tests/bench-browser/run.mjs) and the client size.
     Browser(BrowserArgs),
@@ -361,6 +376,36 @@ async fn run(cli: Cli, nofile: (u64, u64)) -> ExitCode {
     let c = common(&cli.opts);
     match cli.cmd {
         Cmd::Smoke => smoke::run(&c).await,
+        Cmd::Durable {
+            duration,
+            restart_events,
+            out,
+        } => {
+            match durable::all(
+                &c.target,
+                Duration::from_secs(duration),
+                c.event_bytes,
+                restart_events,
+            )
+            .await
+            {
+                Ok(r) => {
+                    println!("{}", durable::markdown(&r));
+                    if let Some(path) = out {
+                        let json = serde_json::to_string_pretty(&r).expect("serializable");
+                        if let Err(e) = std::fs::write(&path, json) {
+                            eprintln!("{}: {e}", path.display());
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("durable: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Fanout(a) => {
             check_limit(a.subs, nofile.1);
             let f = Fanout {

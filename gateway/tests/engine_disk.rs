@@ -104,9 +104,15 @@ async fn retention_by_count_bytes_and_age_and_the_dedupe_window() {
     let dir = temp_dir("ret");
     let mut c = DiskConfig::new(&dir);
     c.max_bytes = 2_000;
-    c.dedupe_window = std::time::Duration::from_millis(50);
+    c.dedupe_window = std::time::Duration::from_secs(1);
     let engine = DiskEngine::open(c).unwrap();
     let first = engine.publish(event("a", "b")).await.unwrap();
+    // Inside the window "a" is a duplicate; after it, it is new again.
+    assert!(engine.publish(event("a", "b")).await.unwrap().duplicate);
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let again = engine.publish(event("a", "b")).await.unwrap();
+    assert!(!again.duplicate);
+    assert_ne!(again.seq, first.seq);
     for i in 0..20 {
         engine.publish(event(&format!("n{i}"), "b")).await.unwrap();
     }
@@ -117,22 +123,20 @@ async fn retention_by_count_bytes_and_age_and_the_dedupe_window() {
         "{bytes} bytes retained"
     );
     assert!(!all(&engine, Some(first.seq.clone())).await.recovered);
-    assert!(engine.publish(event("a", "b")).await.unwrap().duplicate);
-    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
-    let again = engine.publish(event("a", "b")).await.unwrap();
-    assert!(!again.duplicate);
-    assert_ne!(again.seq, first.seq);
     drop(engine);
 
-    // Reopened with an age limit: everything older goes, even with no
-    // publish to trigger it.
+    // Reopened with a lower count limit, then with an age limit: everything
+    // older goes, even with no publish to trigger it.
     let mut c = DiskConfig::new(&dir);
     c.max_events = 3;
-    c.max_age = std::time::Duration::from_millis(300);
     let engine = DiskEngine::open(c).unwrap();
     engine.publish(event("z1", "b")).await.unwrap();
     assert_eq!(all(&engine, None).await.events.len(), 3, "count limit");
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    drop(engine);
+    let mut c = DiskConfig::new(&dir);
+    c.max_age = std::time::Duration::from_millis(500);
+    let engine = DiskEngine::open(c).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
     assert!(all(&engine, None).await.events.is_empty(), "age limit");
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);

@@ -18,7 +18,12 @@ async fn spawn_gateway() -> (Child, String) {
         .unwrap()
         .port();
     let child = Command::new(env!("CARGO_BIN_EXE_eventwire-gateway"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--engine",
+            "memory",
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .kill_on_drop(true)

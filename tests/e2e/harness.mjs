@@ -1,6 +1,8 @@
 // Real processes for the end-to-end tests: gateways (with the demo page),
 // the example worker, and headless Chromium.
 import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -39,17 +41,46 @@ export async function eventually(what, check, ms = 15000) {
   throw new Error(`timed out waiting for ${what} (last: ${last})`);
 }
 
-/** Starts a gateway serving the built demo page; returns its base URL. */
-export async function startGateway(...args) {
-  const port = await freePort();
+const gateways = new Map();
+
+function spawnGateway(port, args) {
   const child = spawn(gatewayBin, ['--listen', `127.0.0.1:${port}`, '--static-dir', path.join(repo, 'www/dist'), ...args], {
     env: { ...process.env, RUST_LOG: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.add(child);
+  return child;
+}
+
+/**
+ * Starts a gateway serving the built demo page; returns its base URL. It
+ * runs the default (disk) engine on a data dir of its own, unless `args`
+ * name an engine or a data dir.
+ */
+export async function startGateway(...args) {
+  const port = await freePort();
+  if (!args.some((a) => a.startsWith('--engine') || a.startsWith('--data-dir'))) {
+    args = ['--data-dir', mkdtempSync(path.join(tmpdir(), 'eventwire-e2e-')), ...args];
+  }
+  const child = spawnGateway(port, args);
   const url = `http://127.0.0.1:${port}`;
+  gateways.set(url, { child, port, args });
   await eventually('the gateway', async () => (await fetch(`${url}/readyz`)).ok);
   return url;
+}
+
+/**
+ * Stops the gateway at `url` (SIGKILL, or SIGTERM when `graceful`) and
+ * starts it again on the same port, data dir and flags.
+ */
+export async function restartGateway(url, { graceful = false } = {}) {
+  const gw = gateways.get(url);
+  const exited = new Promise((r) => gw.child.once('exit', r));
+  gw.child.kill(graceful ? 'SIGTERM' : 'SIGKILL');
+  await exited;
+  children.delete(gw.child);
+  gw.child = spawnGateway(gw.port, gw.args);
+  await eventually('the restarted gateway', async () => (await fetch(`${url}/readyz`)).ok);
 }
 
 /** Starts the example worker against `gateway`; `handled` collects the UI events it handled. */

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EngineKind {
-    /// In-process broker with bounded history. One gateway only.
+    /// In-process broker with bounded history, lost at exit. One gateway only.
     Memory,
     /// NATS JetStream: several gateways share one stream (docs/NATS.md).
     Nats,
@@ -56,7 +56,7 @@ pub struct EngineArgs {
         long = "engine",
         env = "EVENTWIRE_ENGINE",
         value_enum,
-        default_value = "memory"
+        default_value = "disk"
     )]
     pub kind: EngineKind,
 

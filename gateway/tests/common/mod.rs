@@ -20,9 +20,13 @@ use tokio_util::sync::CancellationToken;
 /// Generous bound for anything that should happen "now": machines here are noisy.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The defaults, on a free loopback port and the memory engine: tests of
+/// the gateway itself share no data directory (tests/disk.rs covers that
+/// engine on real files).
 pub fn config() -> Config {
     let mut c = Config::defaults();
     c.listen = "127.0.0.1:0".parse().unwrap();
+    c.engine.kind = eventwire_gateway::engine::EngineKind::Memory;
     c
 }
 

@@ -79,11 +79,22 @@ impl Store {
         }
         let lock = lock(dir)?;
         let store_dir = dir.join("store");
-        let before = journal_bytes(&store_dir);
+        let written = journals(&store_dir)
+            .into_iter()
+            .map(|p| {
+                let end = written_end(&p).unwrap_or(0);
+                (p, end)
+            })
+            .collect::<Vec<_>>();
         let db = Database::builder(&store_dir)
             .open()
             .map_err(|e| refuse(dir, format!("cannot open the store: {e}")))?;
-        let torn_bytes = before.saturating_sub(journal_bytes(&store_dir));
+        // Recovery cuts a journal back to its last whole batch: whatever was
+        // written past that point was a torn write.
+        let torn_bytes = written
+            .iter()
+            .filter_map(|(p, end)| Some(end.saturating_sub(std::fs::metadata(p).ok()?.len())))
+            .sum();
         let open = |name: &str| {
             db.keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(|e| refuse(dir, format!("cannot open keyspace {name}: {e}")))
@@ -159,18 +170,36 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The size of fjall's journal files: recovery truncates a torn last batch
-/// away, and the difference is how much it dropped.
-fn journal_bytes(store: &Path) -> u64 {
+/// fjall's journal files.
+fn journals(store: &Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(store) else {
-        return 0;
+        return Vec::new();
     };
     entries
         .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "jnl"))
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jnl"))
+        .collect()
+}
+
+/// Where the written part of a journal ends: fjall preallocates journals
+/// with zeros, so a journal left by a crash is its batches, then zeros.
+fn written_end(path: &Path) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    let mut end = f.metadata()?.len();
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b != 0) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 pub fn io(e: impl std::fmt::Display) -> EngineError {
