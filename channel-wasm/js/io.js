@@ -1,8 +1,8 @@
-// The eventwire client's browser I/O, by hand: open and close a WebSocket
-// or an EventSource, POST an emit, run the timer, ask the token function.
-// No decisions are made here; every signal goes to one wasm callback,
-// cb(tag, n, data, status) (always all four: wasm-bindgen's debug glue
-// checks every argument), where the Rust side (channel.rs) does the rest.
+// The eventwire client's browser glue, by hand: open and close a WebSocket
+// or an EventSource, POST an emit, run the timer, ask the token function,
+// and call the app back (`Callbacks`). No decisions are made here; every
+// signal goes to one wasm callback, cb(tag, n, data, status), where the
+// Rust side (channel.rs) does the rest.
 // One callback type instead of a closure per event handler, and a few
 // imports instead of one per browser method, keep the package small.
 // Tags: see `io.rs`. `n` is the connection generation (or, for a POST,
@@ -85,14 +85,91 @@ export function wake(cb, ms) {
   return setTimeout(cb, ms, TICK, 0, undefined, 0);
 }
 
-/** A promise with its settle functions: `[promise, resolve, reject]`. */
-export function deferred() {
-  let settle;
-  const p = new Promise((resolve, reject) => (settle = [resolve, reject]));
-  return [p, ...settle];
-}
-
 /** `crypto.randomUUID()` where the page is a secure context. */
 export function uuid() {
   return globalThis.crypto?.randomUUID?.();
+}
+
+/** An `Error` with a `code`, which every rejection and `onError` carries. */
+function failure(code, message, ...cause) {
+  const e = new Error(message);
+  e.code = code;
+  if (cause.length) e.cause = cause[0];
+  return e;
+}
+
+/** The app's side of one channel: the `onState` and `onError` listeners,
+ * the promises of emits waiting for the gateway, and the isolation of
+ * everything the app passed in. The Rust side decides what to say and
+ * when; this only says it. */
+export class Callbacks {
+  constructor() {
+    this.states = new Map();
+    this.errors = new Map();
+    this.pending = new Map();
+  }
+
+  on(errors, id, f) {
+    (errors ? this.errors : this.states).set(id, f);
+  }
+
+  off(id) {
+    this.states.delete(id);
+    this.errors.delete(id);
+  }
+
+  /** Calls an app function; what it throws goes to `onError` as
+   * `handler_error`, so one bad handler stops nothing else. */
+  call(f, a, b) {
+    try {
+      f(a, b);
+    } catch (t) {
+      this.report(failure('handler_error', typeof t?.message === 'string' ? t.message : 'a handler threw', t));
+    }
+  }
+
+  /** A state change, to a copy of the listeners: one may add or remove
+   * listeners while it runs. */
+  state(state, transport, attempt, recovered, delayMs) {
+    const info = { transport, attempt };
+    if (recovered !== undefined) info.recovered = recovered;
+    if (delayMs !== undefined) info.delayMs = delayMs;
+    for (const f of [...this.states.values()]) this.call(f, state, info);
+  }
+
+  /** To every `onError` listener, or to `console.error` when there is none. */
+  report(e) {
+    const listeners = [...this.errors.values()];
+    if (!listeners.length) console.error('eventwire:', e);
+    for (const f of listeners) {
+      try {
+        f(e);
+      } catch (t) {
+        console.error('eventwire: onError threw', t);
+      }
+    }
+  }
+
+  error(code, message) {
+    this.report(failure(code, message));
+  }
+
+  /** The promise of emit `ref`, settled by `resolve` or `reject`. */
+  emit(ref) {
+    return new Promise((resolve, reject) => this.pending.set(ref, [resolve, reject]));
+  }
+
+  #take(ref) {
+    const p = this.pending.get(ref);
+    this.pending.delete(ref);
+    return p;
+  }
+
+  resolve(ref, id, seq, duplicate) {
+    this.#take(ref)?.[0]({ id, seq, duplicate });
+  }
+
+  reject(ref, code, message) {
+    this.#take(ref)?.[1](failure(code, message));
+  }
 }

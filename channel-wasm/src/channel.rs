@@ -19,7 +19,7 @@ use crate::transport::{Signal, Transport, tag};
 use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 use eventwire_protocol::Pattern;
-use js_sys::{Function, Object, Promise, Reflect};
+use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -30,10 +30,44 @@ extern "C" {
     fn token(source: &JsValue, tag: u32, generation: u32, io: &JsValue);
     /// `setTimeout(io, ms, TICK)`; returns the handle.
     fn wake(io: &JsValue, ms: u32) -> f64;
-    /// A promise and its settle functions: `[promise, resolve, reject]`.
-    fn deferred() -> js_sys::Array;
     /// `crypto.randomUUID()`, or undefined outside a secure context.
     fn uuid() -> Option<String>;
+
+    /// The app's side of a channel: listeners, pending emits' promises,
+    /// errors as `Error`s with a `code`, and calls that isolate what an
+    /// app function throws.
+    type Callbacks;
+    #[wasm_bindgen(constructor)]
+    fn new() -> Callbacks;
+    #[wasm_bindgen(method)]
+    fn on(this: &Callbacks, errors: bool, id: u32, listener: &Function);
+    #[wasm_bindgen(method)]
+    fn off(this: &Callbacks, id: u32);
+    /// Calls `f(payload)`; a throw goes to `onError` as `handler_error`.
+    #[wasm_bindgen(method)]
+    fn call(this: &Callbacks, f: &Function, payload: &JsValue);
+    #[wasm_bindgen(method)]
+    fn state(
+        this: &Callbacks,
+        state: &str,
+        transport: JsValue,
+        attempt: u32,
+        recovered: Option<bool>,
+        delay_ms: Option<f64>,
+    );
+    /// Hands `e` to the `onError` listeners as it is.
+    #[wasm_bindgen(method)]
+    fn report(this: &Callbacks, e: &JsValue);
+    /// An `Error` with `code` to the `onError` listeners.
+    #[wasm_bindgen(method)]
+    fn error(this: &Callbacks, code: &str, message: &str);
+    /// The promise of emit `reference`.
+    #[wasm_bindgen(method)]
+    fn emit(this: &Callbacks, reference: f64) -> Promise;
+    #[wasm_bindgen(method)]
+    fn resolve(this: &Callbacks, reference: f64, id: &str, seq: &str, duplicate: bool);
+    #[wasm_bindgen(method)]
+    fn reject(this: &Callbacks, reference: f64, code: &str, message: &str);
 }
 
 #[wasm_bindgen]
@@ -42,19 +76,8 @@ extern "C" {
     fn clear_timeout(handle: f64);
 }
 
-fn set(obj: &Object, key: &str, value: &JsValue) {
-    let _ = Reflect::set(obj, &key.into(), value);
-}
-
 fn opt(obj: &JsValue, key: &str) -> JsValue {
     Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
-}
-
-/// An `Error` with a `code`, which every rejection and `onError` carries.
-fn error(code: &str, message: &str) -> JsValue {
-    let e = js_sys::Error::new(message);
-    set(&e, "code", &code.into());
-    e.into()
 }
 
 fn now() -> f64 {
@@ -82,16 +105,11 @@ fn new_id() -> String {
     id
 }
 
-/// A copy of a listener list, taken before calling any of them: a listener
-/// may add or remove listeners while it runs.
-fn snapshot(list: &RefCell<Vec<(u32, Function)>>) -> Vec<Function> {
-    list.borrow().iter().map(|(_, f)| f.clone()).collect()
-}
-
+/// A handler; cheap to clone (the list is copied on write).
 #[derive(Clone)]
 struct Handler {
     id: u32,
-    pattern: Pattern,
+    pattern: Rc<Pattern>,
     f: Function,
 }
 
@@ -100,13 +118,6 @@ struct Opening {
     kind: Kind,
     topics: Vec<String>,
     since: Option<String>,
-}
-
-/// An emit waiting for its outcome.
-struct Pending {
-    reference: u64,
-    resolve: Function,
-    reject: Function,
 }
 
 struct Inner {
@@ -127,9 +138,7 @@ struct Inner {
     /// handler that subscribes or unsubscribes while it runs gets a new list.
     handlers: RefCell<Rc<Vec<Handler>>>,
     keys: frames::Keys,
-    state_listeners: RefCell<Vec<(u32, Function)>>,
-    error_listeners: RefCell<Vec<(u32, Function)>>,
-    pending: RefCell<Vec<Pending>>,
+    callbacks: Callbacks,
     /// The pending `setTimeout`: its handle and when it is due.
     timer: Cell<Option<(f64, f64)>>,
     /// The one callback the browser side calls (see the module comment).
@@ -178,20 +187,14 @@ impl Inner {
                 id,
                 seq,
                 duplicate,
-            } => {
-                let receipt = Object::new();
-                set(&receipt, "id", &id.into());
-                set(&receipt, "seq", &seq.into());
-                set(&receipt, "duplicate", &duplicate.into());
-                if let Some(p) = self.take_pending(reference) {
-                    let _ = p.resolve.call1(&JsValue::NULL, &receipt);
-                }
-            }
+            } => self
+                .callbacks
+                .resolve(reference as f64, &id, &seq, duplicate),
             Action::Reject {
                 reference,
                 code,
                 message,
-            } => self.reject(reference, &error(&code, &message)),
+            } => self.callbacks.reject(reference as f64, &code, &message),
             Action::Wake(ms) => self.wake_in(ms),
             Action::State {
                 state,
@@ -199,28 +202,14 @@ impl Inner {
                 recovered,
                 attempt,
                 delay_ms,
-            } => {
-                let info = Object::new();
-                set(
-                    &info,
-                    "transport",
-                    &transport.map_or(JsValue::NULL, |k| k.name().into()),
-                );
-                if let Some(r) = recovered {
-                    set(&info, "recovered", &r.into());
-                }
-                set(&info, "attempt", &attempt.into());
-                if let Some(d) = delay_ms {
-                    set(&info, "delayMs", &d.into());
-                }
-                let state = JsValue::from(state.name());
-                for f in snapshot(&self.state_listeners) {
-                    if let Err(e) = f.call2(&JsValue::NULL, &state, &info) {
-                        self.report_thrown(e);
-                    }
-                }
-            }
-            Action::Error { code, message } => self.report(&error(&code, &message)),
+            } => self.callbacks.state(
+                state.name(),
+                transport.map_or(JsValue::NULL, |k| k.name().into()),
+                attempt,
+                recovered,
+                delay_ms,
+            ),
+            Action::Error { code, message } => self.callbacks.error(&code, &message),
             Action::Reauth => self.reauth(),
         }
     }
@@ -249,7 +238,7 @@ impl Inner {
                 }
             }
             tag::TOKEN_FAILED if current => {
-                self.report(&data);
+                self.callbacks.report(&data);
                 self.feed(Input::Closed { code: None });
             }
             tag::REAUTH if current => {
@@ -260,7 +249,7 @@ impl Inner {
                     tr.send(&frame);
                 }
             }
-            tag::REAUTH_FAILED => self.report(&data),
+            tag::REAUTH_FAILED => self.callbacks.report(&data),
             _ if current => {
                 let kind = self.machine.borrow().transport();
                 if let (Some(kind), Some(signal)) = (kind, Signal::read(what, data)) {
@@ -284,46 +273,10 @@ impl Inner {
         // A fixed token cannot be refreshed; the gateway will close.
     }
 
-    fn take_pending(&self, reference: u64) -> Option<Pending> {
-        let mut p = self.pending.borrow_mut();
-        let i = p.iter().position(|e| e.reference == reference)?;
-        Some(p.swap_remove(i))
-    }
-
-    fn reject(&self, reference: u64, e: &JsValue) {
-        if let Some(p) = self.take_pending(reference) {
-            let _ = p.reject.call1(&JsValue::NULL, e);
-        }
-    }
-
-    fn report_thrown(&self, thrown: JsValue) {
-        let message = opt(&thrown, "message")
-            .as_string()
-            .unwrap_or_else(|| "a handler threw".into());
-        let e = error(code::HANDLER_ERROR, &message);
-        let _ = Reflect::set(&e, &"cause".into(), &thrown);
-        self.report(&e);
-    }
-
-    /// Sends an error to every `onError` listener, or to `console.error`.
-    fn report(&self, e: &JsValue) {
-        let listeners = snapshot(&self.error_listeners);
-        if listeners.is_empty() {
-            web_sys::console::error_2(&"eventwire:".into(), e);
-        }
-        for f in listeners {
-            if let Err(thrown) = f.call1(&JsValue::NULL, e) {
-                web_sys::console::error_2(&"eventwire: onError threw".into(), &thrown);
-            }
-        }
-    }
-
     fn deliver(&self, ty: &str, payload: &JsValue) {
         let handlers = self.handlers.borrow().clone();
         for h in handlers.iter().filter(|h| h.pattern.matches(ty)) {
-            if let Err(thrown) = h.f.call1(&JsValue::NULL, payload) {
-                self.report_thrown(thrown);
-            }
+            self.callbacks.call(&h.f, payload);
         }
     }
 
@@ -370,7 +323,7 @@ impl Inner {
         match Transport::open(o.kind, &url, self.generation.get(), &self.io) {
             Ok(t) => *self.transport.borrow_mut() = Some(t),
             Err(e) => {
-                self.report(&error(code::TRANSPORT, &js_err_message(&e)));
+                self.callbacks.error(code::TRANSPORT, &js_err_message(&e));
                 self.feed(Input::Closed { code: None });
             }
         }
@@ -392,7 +345,7 @@ impl Inner {
             Err(Malformed(why)) => {
                 // The connection is alive; only this frame is unusable.
                 self.feed(Input::Heard);
-                self.report(&error(code::MALFORMED_FRAME, why));
+                self.callbacks.error(code::MALFORMED_FRAME, why);
             }
         }
     }
@@ -447,6 +400,13 @@ fn js_err_message(e: &JsValue) -> String {
 
 fn bad_request(message: &str) -> JsValue {
     error("bad_request", message)
+}
+
+/// An `Error` with a `code`, thrown from the constructor and `subscribe`.
+fn error(code: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    let _ = Reflect::set(&e, &"code".into(), &code.into());
+    e.into()
 }
 
 /// The raw channel. `js/index.js` wraps it as the typed `EventChannel`.
@@ -519,9 +479,7 @@ impl Channel {
                 generation: Cell::new(0),
                 handlers: RefCell::new(Rc::new(Vec::new())),
                 keys: frames::Keys::default(),
-                state_listeners: RefCell::new(Vec::new()),
-                error_listeners: RefCell::new(Vec::new()),
-                pending: RefCell::new(Vec::new()),
+                callbacks: Callbacks::new(),
                 timer: Cell::new(None),
                 // Owned by the JS function from here on: a signal that
                 // arrives after the channel is gone finds nothing to do.
@@ -572,7 +530,7 @@ impl Channel {
         let id = self.next_id();
         Rc::make_mut(&mut self.inner.handlers.borrow_mut()).push(Handler {
             id,
-            pattern: parsed,
+            pattern: Rc::new(parsed),
             f: handler,
         });
         self.inner.feed(Input::AddPattern(pattern.to_owned()));
@@ -607,18 +565,14 @@ impl Channel {
                 set_options.push((name, v));
             }
         }
-        let d = deferred();
-        let promise: Promise = d.get(0).unchecked_into();
-        self.inner.pending.borrow_mut().push(Pending {
-            reference,
-            resolve: d.get(1).unchecked_into(),
-            reject: d.get(2).unchecked_into(),
-        });
+        let promise = self.inner.callbacks.emit(reference as f64);
         let data = match js_sys::JSON::stringify(data) {
             Ok(d) => d.as_string(),
             Err(e) => {
-                let e = error("invalid_event", &js_err_message(&e));
-                self.inner.reject(reference, &e);
+                let message = js_err_message(&e);
+                self.inner
+                    .callbacks
+                    .reject(reference as f64, "invalid_event", &message);
                 return promise;
             }
         };
@@ -638,7 +592,7 @@ impl Channel {
     #[wasm_bindgen(js_name = onState)]
     pub fn on_state(&self, listener: Function) -> u32 {
         let id = self.next_id();
-        self.inner.state_listeners.borrow_mut().push((id, listener));
+        self.inner.callbacks.on(false, id, &listener);
         id
     }
 
@@ -647,20 +601,13 @@ impl Channel {
     #[wasm_bindgen(js_name = onError)]
     pub fn on_error(&self, listener: Function) -> u32 {
         let id = self.next_id();
-        self.inner.error_listeners.borrow_mut().push((id, listener));
+        self.inner.callbacks.on(true, id, &listener);
         id
     }
 
     /// Removes a listener added with `onState` or `onError`.
     pub fn off(&self, id: u32) {
-        self.inner
-            .state_listeners
-            .borrow_mut()
-            .retain(|(i, _)| *i != id);
-        self.inner
-            .error_listeners
-            .borrow_mut()
-            .retain(|(i, _)| *i != id);
+        self.inner.callbacks.off(id);
     }
 
     /// Closes the channel: pending emits reject with `closed`.

@@ -10,7 +10,6 @@ use crate::backoff::Backoff;
 use crate::outgoing::{self, push_u64};
 use crate::prelude::*;
 use crate::recent::RecentIds;
-use alloc::collections::VecDeque;
 use eventwire_protocol::Topic;
 
 /// A transport the machine can ask for.
@@ -228,8 +227,11 @@ pub struct Machine<P> {
     patterns: Vec<String>,
     last_seq: Option<String>,
     seen: RecentIds,
-    outbox: VecDeque<Emit>,
-    inflight: VecDeque<Emit>,
+    /// Plain vectors, not `VecDeque`s: one vector type less in the
+    /// download, and the outbox is small (`outbox_max`).
+    outbox: Vec<Emit>,
+    /// Sent, waiting for the gateway's answer; oldest first.
+    inflight: Vec<Emit>,
     heartbeat_ms: f64,
     max_event_bytes: usize,
     last_heard: f64,
@@ -270,8 +272,8 @@ impl<P> Machine<P> {
             attempt: 0,
             patterns,
             last_seq: None,
-            outbox: VecDeque::new(),
-            inflight: VecDeque::new(),
+            outbox: Vec::new(),
+            inflight: Vec::new(),
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
             max_event_bytes: 64 * 1024,
             last_heard: 0.0,
@@ -372,8 +374,7 @@ impl<P> Machine<P> {
                 duplicate,
             } => {
                 self.last_heard = now;
-                if let Some(i) = self.inflight.iter().position(|e| e.reference == reference) {
-                    self.inflight.remove(i);
+                if self.take_inflight(Some(reference)).is_some() {
                     self.actions.push(Action::Resolve {
                         reference,
                         id,
@@ -391,9 +392,8 @@ impl<P> Machine<P> {
                 message,
             } => {
                 self.last_heard = now;
-                match reference.and_then(|r| self.inflight.iter().position(|e| e.reference == r)) {
-                    Some(i) => {
-                        let e = self.inflight.remove(i).expect("index is valid");
+                match self.take_inflight(reference) {
+                    Some(e) => {
                         self.actions.push(Action::Reject {
                             reference: e.reference,
                             code,
@@ -410,9 +410,8 @@ impl<P> Machine<P> {
                 }
             }
             Input::PostFailed { reference } => {
-                if let Some(i) = self.inflight.iter().position(|e| e.reference == reference) {
-                    let e = self.inflight.remove(i).expect("index is valid");
-                    self.outbox.push_front(e);
+                if let Some(e) = self.take_inflight(Some(reference)) {
+                    self.outbox.insert(0, e);
                     self.retry_post_at = Some(now + self.backoff.delay(1, random));
                 }
             }
@@ -449,12 +448,9 @@ impl<P> Machine<P> {
                 self.state = State::Closed;
                 self.phase = Phase::Idle;
                 self.actions.push(Action::CloseTransport);
-                for e in self
-                    .inflight
-                    .drain(..)
-                    .chain(self.outbox.drain(..))
-                    .collect::<Vec<_>>()
-                {
+                let mut all = core::mem::take(&mut self.inflight);
+                all.append(&mut self.outbox);
+                for e in all {
                     self.reject(
                         e.reference,
                         code::CLOSED,
@@ -547,9 +543,10 @@ impl<P> Machine<P> {
         self.quiet = false;
         self.ping_at = None;
         self.attempt_deadline = None;
-        while let Some(e) = self.inflight.pop_back() {
-            self.outbox.push_front(e);
-        }
+        // What was in flight goes back to the front, in order.
+        let mut requeue = core::mem::take(&mut self.inflight);
+        requeue.append(&mut self.outbox);
+        self.outbox = requeue;
         if self.cfg.preference == Preference::Auto
             && self.kind == Some(Kind::WebSocket)
             && never_welcomed
@@ -663,8 +660,17 @@ impl<P> Machine<P> {
             m.push_str(" events waiting for a connection");
             return self.reject(emit.reference, code::OUTBOX_FULL, &m);
         }
-        self.outbox.push_back(emit);
+        self.outbox.push(emit);
         self.flush();
+    }
+
+    /// Takes the emit `reference` out of the in-flight list, if it is there.
+    fn take_inflight(&mut self, reference: Option<u64>) -> Option<Emit> {
+        let i = self
+            .inflight
+            .iter()
+            .position(|e| Some(e.reference) == reference)?;
+        Some(self.inflight.remove(i))
     }
 
     /// Sends what the outbox holds, if the connection is open. SSE sends one
@@ -675,25 +681,25 @@ impl<P> Machine<P> {
         }
         match self.kind {
             Some(Kind::WebSocket) => {
-                while let Some(e) = self.outbox.pop_front() {
+                for e in core::mem::take(&mut self.outbox) {
                     let frame = outgoing::emit(e.reference, &e.json);
                     self.actions.push(Action::Send(frame));
-                    self.inflight.push_back(e);
+                    self.inflight.push(e);
                 }
             }
-            Some(Kind::Sse) => {
+            Some(Kind::Sse)
                 if self.inflight.is_empty()
                     && self.retry_post_at.is_none()
-                    && let Some(e) = self.outbox.pop_front()
-                {
-                    self.actions.push(Action::Post {
-                        reference: e.reference,
-                        json: e.json.clone(),
-                    });
-                    self.inflight.push_back(e);
-                }
+                    && !self.outbox.is_empty() =>
+            {
+                let e = self.outbox.remove(0);
+                self.actions.push(Action::Post {
+                    reference: e.reference,
+                    json: e.json.clone(),
+                });
+                self.inflight.push(e);
             }
-            None => {}
+            _ => {}
         }
     }
 }

@@ -8,7 +8,10 @@
 use crate::prelude::*;
 
 pub struct RecentIds {
-    order: alloc::collections::VecDeque<u64>,
+    /// The remembered hashes, oldest at `oldest` once the ring is full: a
+    /// plain vector used as a ring, one collection type less in the wasm.
+    order: Vec<u64>,
+    oldest: usize,
     slots: Vec<u64>,
     cap: usize,
     tombs: usize,
@@ -31,7 +34,8 @@ impl RecentIds {
     pub fn new(cap: usize) -> RecentIds {
         let cap = cap.max(1);
         RecentIds {
-            order: alloc::collections::VecDeque::with_capacity(cap),
+            order: Vec::with_capacity(cap),
+            oldest: 0,
             slots: vec![EMPTY; (cap * 2).next_power_of_two()],
             cap,
             tombs: 0,
@@ -62,19 +66,23 @@ impl RecentIds {
         if found.is_some() {
             return false;
         }
-        if self.order.len() == self.cap {
-            let old = self.order.pop_front().expect("full");
-            if let (Some(i), _) = self.find(old) {
-                self.slots[i] = TOMB;
-                self.tombs += 1;
-            }
+        let evicted = if self.order.len() == self.cap {
+            let slot = self.order.get_mut(self.oldest);
+            self.oldest = (self.oldest + 1) % self.cap;
+            slot.map(|old| core::mem::replace(old, h))
+        } else {
+            self.order.push(h);
+            None
+        };
+        if let Some((Some(i), _)) = evicted.map(|old| self.find(old)) {
+            self.slots[i] = TOMB;
+            self.tombs += 1;
         }
         // Marking a slot deleted never takes `free` away.
         if self.slots[free] == TOMB {
             self.tombs -= 1;
         }
         self.slots[free] = h;
-        self.order.push_back(h);
         if self.tombs > self.slots.len() / 4 {
             self.rebuild();
         }
@@ -84,7 +92,7 @@ impl RecentIds {
     fn rebuild(&mut self) {
         self.slots.iter_mut().for_each(|s| *s = EMPTY);
         self.tombs = 0;
-        let order: Vec<u64> = self.order.iter().copied().collect();
+        let order = self.order.clone();
         for h in order {
             let (_, free) = self.find(h);
             self.slots[free] = h;
