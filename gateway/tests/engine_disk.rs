@@ -141,3 +141,26 @@ async fn retention_by_count_bytes_and_age_and_the_dedupe_window() {
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_batch_is_written_together_in_order() {
+    let dir = temp_dir("batch");
+    let engine = DiskEngine::open(DiskConfig::new(&dir)).unwrap();
+    let events = (0..100)
+        .map(|n| event(&format!("b{}", n % 90), "b.c"))
+        .collect();
+    let results = engine.publish_batch(events).await;
+    assert_eq!(results.len(), 100);
+    let accepted: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+    // The last ten repeat the first ten ids: duplicates with their seqs.
+    for n in 90..100 {
+        assert!(accepted[n].duplicate);
+        assert_eq!(accepted[n].seq, accepted[n - 90].seq);
+    }
+    let h = all(&engine, None).await;
+    let ids: Vec<_> = h.events.iter().map(|e| e.id.clone()).collect();
+    let want: Vec<_> = (0..90).map(|n| format!("b{n}")).collect();
+    assert_eq!(ids, want, "stored once each, in order");
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+}

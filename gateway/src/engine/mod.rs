@@ -116,6 +116,22 @@ pub trait Engine: Send + Sync + 'static {
     /// Dedupes by `id` inside the engine's window.
     async fn publish(&self, event: NewEvent) -> Result<Accepted, EngineError>;
 
+    /// Accepts several events in this order, each as `publish` would. Stops
+    /// at the first error: the events after it are not attempted. An engine
+    /// that can store them together (one write, one sync) overrides this.
+    async fn publish_batch(&self, events: Vec<NewEvent>) -> Vec<Result<Accepted, EngineError>> {
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let r = self.publish(event).await;
+            let failed = r.is_err();
+            out.push(r);
+            if failed {
+                break;
+            }
+        }
+        out
+    }
+
     /// Every event accepted from now on whose type matches `pattern`.
     async fn subscribe(&self, pattern: Pattern) -> Result<Subscription, EngineError>;
 

@@ -142,7 +142,8 @@ pub struct DiskEngine {
     epoch: String,
     store: Arc<Store>,
     shared: Arc<Shared>,
-    queue: Option<std_mpsc::Sender<writer::Request>>,
+    /// Each entry is one publish or one whole batch.
+    queue: Option<std_mpsc::Sender<Vec<writer::Request>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -305,9 +306,44 @@ impl Engine for DiskEngine {
         let (reply, answer) = oneshot::channel();
         self.queue
             .as_ref()
-            .and_then(|q| q.send(writer::Request { event, reply }).ok())
+            .and_then(|q| q.send(vec![writer::Request { event, reply }]).ok())
             .ok_or_else(|| self.shared.unavailable())?;
         answer.await.map_err(|_| self.shared.unavailable())?
+    }
+
+    /// One queue entry for the whole batch: its events are written (and
+    /// synced) together, in order.
+    async fn publish_batch(&self, events: Vec<NewEvent>) -> Vec<Result<Accepted, EngineError>> {
+        if self.shared.broken().is_some() {
+            return vec![Err(self.shared.unavailable())];
+        }
+        let (requests, answers): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .map(|event| {
+                let (reply, answer) = oneshot::channel();
+                (writer::Request { event, reply }, answer)
+            })
+            .unzip();
+        if self
+            .queue
+            .as_ref()
+            .and_then(|q| q.send(requests).ok())
+            .is_none()
+        {
+            return vec![Err(self.shared.unavailable())];
+        }
+        let mut out = Vec::with_capacity(answers.len());
+        for answer in answers {
+            let r = answer
+                .await
+                .unwrap_or_else(|_| Err(self.shared.unavailable()));
+            let failed = r.is_err();
+            out.push(r);
+            if failed {
+                break;
+            }
+        }
+        out
     }
 
     async fn subscribe(&self, pattern: Pattern) -> Result<Subscription, EngineError> {

@@ -50,7 +50,7 @@ fn now_ms() -> u64 {
 }
 
 impl Writer {
-    pub fn run(mut self, rx: Receiver<Request>) {
+    pub fn run(mut self, rx: Receiver<Vec<Request>>) {
         let tick = match self.config.fsync {
             Fsync::Interval(d) => d.min(TICK),
             _ => TICK,
@@ -58,15 +58,14 @@ impl Writer {
         let mut unsynced = false;
         let mut last_sync = Instant::now();
         loop {
-            let mut batch = Vec::new();
-            match rx.recv_timeout(tick) {
-                Ok(r) => batch.push(r),
-                Err(RecvTimeoutError::Timeout) => {}
+            let mut batch = match rx.recv_timeout(tick) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => Vec::new(),
                 Err(RecvTimeoutError::Disconnected) => break,
-            }
+            };
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(r) => batch.push(r),
+                    Ok(r) => batch.extend(r),
                     Err(_) => break,
                 }
             }
