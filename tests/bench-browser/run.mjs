@@ -56,9 +56,8 @@ function stage() {
   mkdirSync(path.join(dir, 'pkg'), { recursive: true });
   cpSync(path.join(here, 'index.html'), path.join(dir, 'index.html'));
   cpSync(path.join(here, 'bench.js'), path.join(dir, 'bench.js'));
-  for (const f of ['index.js', 'eventwire_channel_bg.wasm']) {
-    cpSync(path.join(pkg, f), path.join(dir, 'pkg', f));
-  }
+  // The whole package directory, whatever files it is made of.
+  cpSync(pkg, path.join(dir, 'pkg'), { recursive: true });
   return dir;
 }
 
