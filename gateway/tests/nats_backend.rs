@@ -75,7 +75,8 @@ async fn a_durable_backend_consumer_reads_what_browsers_emit() {
                 .get("Nats-Msg-Id")
                 .unwrap()
                 .as_str(),
-            id
+            format!("12:eventwire/ws:{id}"),
+            "the dedupe key: source and id"
         );
         let info = msg.info().unwrap();
         assert!(

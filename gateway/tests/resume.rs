@@ -152,16 +152,20 @@ async fn the_same_id_twice_is_delivered_once_with_one_seq() {
     let mut sse = SseClient::connect(&gw, "topic=d", None).await;
     sse.welcome().await;
     let a = gw
-        .publish(json!({"type": "d", "id": "same", "data": {"n": 1}}))
+        .publish(json!({"type": "d", "id": "same", "source": "p", "data": {"n": 1}}))
         .await;
     let b = gw
-        .publish(json!({"type": "d", "id": "same", "data": {"n": 2}}))
+        .publish(json!({"type": "d", "id": "same", "source": "p", "data": {"n": 2}}))
         .await;
     assert_eq!(a["seq"], b["seq"]);
     assert_eq!(a["duplicate"], false);
     assert_eq!(b["duplicate"], true);
+    // The same producer (`source`) over the other transport: still a duplicate.
     let (mut ws, _) = WsClient::connect(&gw).await;
-    match ws.emit("e", json!({"type": "d", "id": "same"})).await {
+    match ws
+        .emit("e", json!({"type": "d", "id": "same", "source": "p"}))
+        .await
+    {
         ServerFrame::Ack { seq, duplicate, .. } => {
             assert_eq!(seq, a["seq"].as_str().unwrap());
             assert!(duplicate);

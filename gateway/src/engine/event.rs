@@ -20,6 +20,19 @@ impl NewEvent {
         self.envelope.id.as_deref().unwrap_or_default()
     }
 
+    /// What engines dedupe on: the id scoped by the publisher, as stamped in
+    /// `source` (CloudEvents: `source` + `id` identify an event). The gateway
+    /// stamps `source` with a user's subject (and a fixed source for
+    /// anonymous publishes), so one identity can neither suppress another's
+    /// event by publishing its id first nor learn whether that id exists.
+    ///
+    /// The source's length comes first so that no (source, id) pair can be
+    /// spelled as another; the key is printable, as a NATS header must be.
+    pub fn dedupe_key(&self) -> String {
+        let source = self.envelope.source.as_deref().unwrap_or_default();
+        format!("{}:{source}:{}", source.len(), self.id())
+    }
+
     /// The envelope JSON with `seq` set: what subscribers receive.
     pub fn encode(&mut self, seq: &str) -> Bytes {
         self.envelope.seq = Some(seq.to_owned());

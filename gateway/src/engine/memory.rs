@@ -45,6 +45,7 @@ struct State {
     next_offset: u64,
     ring: VecDeque<Arc<Event>>,
     ring_bytes: usize,
+    /// Accepted events by [`NewEvent::dedupe_key`], inside the window.
     seen: HashMap<String, (u64, String)>,
     seen_order: VecDeque<(Instant, String)>,
     subscribers: Vec<(Pattern, mpsc::UnboundedSender<Arc<Event>>)>,
@@ -78,8 +79,8 @@ impl State {
             if now.duration_since(*at) <= window && self.seen_order.len() <= max_ids {
                 break;
             }
-            let (_, id) = self.seen_order.pop_front().expect("front exists");
-            self.seen.remove(&id);
+            let (_, key) = self.seen_order.pop_front().expect("front exists");
+            self.seen.remove(&key);
         }
     }
 
@@ -105,7 +106,8 @@ impl Engine for MemoryEngine {
         let mut st = self.state.lock();
         st.forget_old_ids(self.config.dedupe_window, self.config.dedupe_max_ids);
         let id = event.id().to_owned();
-        if let Some((_, seq)) = st.seen.get(&id) {
+        let key = event.dedupe_key();
+        if let Some((_, seq)) = st.seen.get(&key) {
             return Ok(Accepted {
                 id,
                 seq: seq.clone(),
@@ -123,8 +125,8 @@ impl Engine for MemoryEngine {
             event.topic,
             json,
         ));
-        st.seen.insert(id.clone(), (offset, seq.clone()));
-        st.seen_order.push_back((Instant::now(), id.clone()));
+        st.seen_order.push_back((Instant::now(), key.clone()));
+        st.seen.insert(key, (offset, seq.clone()));
         st.ring_bytes += ev.json.len();
         st.ring.push_back(ev.clone());
         st.retain_within(self.config.max_events, self.config.max_bytes);

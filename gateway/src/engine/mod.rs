@@ -113,7 +113,8 @@ pub trait Engine: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Accepts an event and returns its position once the engine holds it.
-    /// Dedupes by `id` inside the engine's window.
+    /// Dedupes by [`NewEvent::dedupe_key`] (`source` + `id`) inside the
+    /// engine's window: a duplicate gets the first event's `seq`.
     async fn publish(&self, event: NewEvent) -> Result<Accepted, EngineError>;
 
     /// Accepts several events in this order, each as `publish` would. Stops

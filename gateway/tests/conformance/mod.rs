@@ -19,11 +19,15 @@ pub struct Retention {
 }
 
 fn new_event(ty: &str, id: Option<&str>, n: u64) -> NewEvent {
+    new_event_from("test", ty, id, n)
+}
+
+fn new_event_from(source: &str, ty: &str, id: Option<&str>, n: u64) -> NewEvent {
     let id = id.map(|i| format!(r#""id":"{i}","#)).unwrap_or_default();
     ingest::prepare(
         &format!(r#"{{{id}"type":"{ty}","data":{{"n":{n}}}}}"#),
         1 << 16,
-        "test",
+        source,
     )
     .unwrap()
 }
@@ -201,6 +205,20 @@ pub async fn dedupe_by_id(engine: Arc<dyn Engine>) {
         3,
         "the duplicate was not delivered"
     );
+    // Dedupe is scoped by `source`: the same id from another source is
+    // another event, and is itself deduped within its own source.
+    let d = engine
+        .publish(new_event_from("other", "d", Some("dup-1"), 4))
+        .await
+        .unwrap();
+    assert!(!d.duplicate, "another source's id is not a duplicate");
+    assert_ne!(d.seq, a.seq);
+    let e = engine
+        .publish(new_event_from("other", "d", Some("dup-1"), 5))
+        .await
+        .unwrap();
+    assert!(e.duplicate && e.seq == d.seq);
+    assert_eq!(n_of(&recv(&mut live).await), 4);
     let h = engine
         .history(HistoryQuery {
             patterns: vec![pattern("d")],
@@ -209,7 +227,7 @@ pub async fn dedupe_by_id(engine: Arc<dyn Engine>) {
         })
         .await
         .unwrap();
-    assert_eq!(h.events.len(), 2);
+    assert_eq!(h.events.len(), 3);
 }
 
 pub async fn positions_from_elsewhere_are_not_recovered(engine: Arc<dyn Engine>) {

@@ -1,7 +1,8 @@
 //! The NATS JetStream engine: several gateways share one stream, and
 //! backend services publish and consume on it directly.
 //!
-//! Events are stored on `<prefix>.<type>`, deduped by `Nats-Msg-Id`, and
+//! Events are stored on `<prefix>.<type>`, deduped by `Nats-Msg-Id` (the
+//! event's [`NewEvent::dedupe_key`]: `source` and `id`), and
 //! positioned by the stream sequence, so any gateway can resume any client.
 //! Each gateway reads the stream once (see `feed`) and fans out locally.
 
@@ -227,7 +228,7 @@ impl Core {
         let id = event.id().to_owned();
         let message = PublishMessage::build()
             .payload(codec::Codec::payload(event))
-            .message_id(&id)
+            .message_id(event.dedupe_key())
             .expected_stream(&self.config.stream);
         let subject = self.codec.subject(event.topic.as_str());
         let ack = async { self.js.send_publish(subject, message).await?.await };
