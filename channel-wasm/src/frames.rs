@@ -20,6 +20,7 @@ extern "C" {
 /// rather than once per lookup.
 pub struct Keys {
     id: JsValue,
+    source: JsValue,
     ty: JsValue,
     seq: JsValue,
     op: JsValue,
@@ -30,6 +31,7 @@ impl Default for Keys {
     fn default() -> Keys {
         Keys {
             id: "id".into(),
+            source: "source".into(),
             ty: "type".into(),
             seq: "seq".into(),
             op: "op".into(),
@@ -75,6 +77,9 @@ pub fn event(envelope: JsValue, k: &Keys) -> Result<Input<JsValue>, Malformed> {
     ) {
         (Some(id), Some(ty), Some(seq)) => Ok(Input::Event {
             id,
+            // The gateway always sets `source`; an event without one is
+            // keyed by its id alone.
+            source: field(&envelope, &k.source).as_string().unwrap_or_default(),
             ty,
             seq,
             payload: envelope,

@@ -119,6 +119,8 @@ pub enum Input<P> {
     },
     Event {
         id: String,
+        /// The envelope's `source`; with `id` it is the dedupe key.
+        source: String,
         ty: String,
         seq: String,
         payload: P,
@@ -356,12 +358,13 @@ impl<P> Machine<P> {
             }
             Input::Event {
                 id,
+                source,
                 ty,
                 seq,
                 payload,
             } => {
                 self.last_heard = now;
-                if self.seen.insert(&id) {
+                if self.seen.insert(&source, &id) {
                     self.last_seq = Some(seq);
                     self.actions.push(Action::Deliver { ty, payload });
                 }

@@ -1,7 +1,9 @@
-//! The ids of recently delivered events, for dedupe: a fixed-size set that
-//! forgets the oldest id once full.
+//! The recently delivered events, for dedupe: a fixed-size set that forgets
+//! the oldest once full. An event is known by its `source` and `id`
+//! together (CloudEvents; the gateway dedupes the same way), so two
+//! publishers using the same id are two events.
 //!
-//! Ids are stored as 64-bit FNV-1a hashes in an open-addressing table, so
+//! Keys are stored as 64-bit FNV-1a hashes in an open-addressing table, so
 //! each check costs one hash and a probe or two, and the wasm binary does
 //! not carry a general hash map.
 
@@ -20,9 +22,11 @@ pub struct RecentIds {
 const EMPTY: u64 = 0;
 const TOMB: u64 = 1;
 
-fn fnv1a(s: &str) -> u64 {
+/// Hashes `source`, a separator and `id`. The separator 0xff never occurs
+/// in UTF-8, so ("a", "bc") and ("ab", "c") hash different bytes.
+fn fnv1a(source: &str, id: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
+    for b in source.bytes().chain([0xff]).chain(id.bytes()) {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -59,9 +63,10 @@ impl RecentIds {
         }
     }
 
-    /// Records `id`; returns false when it was already there.
-    pub fn insert(&mut self, id: &str) -> bool {
-        let h = fnv1a(id);
+    /// Records the event `source` + `id`; returns false when it was
+    /// already there.
+    pub fn insert(&mut self, source: &str, id: &str) -> bool {
+        let h = fnv1a(source, id);
         let (found, free) = self.find(h);
         if found.is_some() {
             return false;
@@ -108,13 +113,23 @@ mod tests {
     #[test]
     fn remembers_then_forgets_the_oldest() {
         let mut r = RecentIds::new(3);
-        assert!(r.insert("a"));
-        assert!(!r.insert("a"));
-        assert!(r.insert("b"));
-        assert!(r.insert("c"));
-        assert!(r.insert("d"), "evicts a");
-        assert!(!r.insert("b"));
-        assert!(r.insert("a"), "a was forgotten");
+        assert!(r.insert("s", "a"));
+        assert!(!r.insert("s", "a"));
+        assert!(r.insert("s", "b"));
+        assert!(r.insert("s", "c"));
+        assert!(r.insert("s", "d"), "evicts a");
+        assert!(!r.insert("s", "b"));
+        assert!(r.insert("s", "a"), "a was forgotten");
+    }
+
+    #[test]
+    fn the_same_id_from_another_source_is_another_event() {
+        let mut r = RecentIds::new(8);
+        assert!(r.insert("u1", "x"));
+        assert!(r.insert("u2", "x"));
+        assert!(!r.insert("u1", "x"));
+        assert!(r.insert("a", "bc"));
+        assert!(r.insert("ab", "c"), "the boundary is part of the key");
     }
 
     #[test]
@@ -123,13 +138,13 @@ mod tests {
         for round in 0..5 {
             for i in 0..1000 {
                 let id = format!("id-{round}-{i}");
-                assert!(r.insert(&id), "{id}");
-                assert!(!r.insert(&id), "{id}");
+                assert!(r.insert("s", &id), "{id}");
+                assert!(!r.insert("s", &id), "{id}");
             }
         }
         // The last 100 are still remembered.
         for i in 900..1000 {
-            assert!(!r.insert(&format!("id-4-{i}")));
+            assert!(!r.insert("s", &format!("id-4-{i}")));
         }
     }
 }

@@ -44,8 +44,13 @@ fn subscribed(recovered: bool) -> Input<String> {
 }
 
 fn ev(id: &str, seq: &str) -> Input<String> {
+    ev_from("s", id, seq)
+}
+
+fn ev_from(source: &str, id: &str, seq: &str) -> Input<String> {
     Input::Event {
         id: id.into(),
+        source: source.into(),
         ty: "a.b".into(),
         seq: seq.into(),
         payload: id.into(),
@@ -133,7 +138,7 @@ fn websocket_connects_subscribes_and_emits() {
 }
 
 #[test]
-fn events_are_deduplicated_by_id_and_advance_the_position() {
+fn events_are_deduplicated_by_source_and_id_and_advance_the_position() {
     let mut m = open_ws();
     assert_eq!(
         act(&mut m, ev("x", "e-1"), 3.0),
@@ -145,6 +150,10 @@ fn events_are_deduplicated_by_id_and_advance_the_position() {
     assert_eq!(act(&mut m, ev("x", "e-1"), 4.0), []);
     assert_eq!(act(&mut m, ev("y", "e-2"), 5.0).len(), 1);
     assert_eq!(m.last_seq(), Some("e-2"));
+    // The key is `source` + `id`, as on the gateway: another publisher's
+    // event with the same id is delivered.
+    assert_eq!(act(&mut m, ev_from("u2", "x", "e-3"), 6.0).len(), 1);
+    assert_eq!(act(&mut m, ev_from("u2", "x", "e-3"), 7.0), []);
 }
 
 #[test]
