@@ -23,7 +23,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
 /// Why a gateway could not be built.
@@ -207,9 +206,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
     api = match &shared.config.static_dir {
-        Some(dir) => {
-            api.fallback_service(ServeDir::new(dir).fallback(get(not_found).with_state(())))
-        }
+        Some(dir) => api.fallback_service(crate::static_files::router(dir)),
         None => api.fallback(not_found),
     };
     // Spans name the path only: query strings carry `access_token`, and
@@ -217,10 +214,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
         tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
     });
+    // Cross-site requests riding on the auth cookie are refused before
+    // any handler runs (see origin.rs).
+    let csrf = axum::middleware::from_fn_with_state(shared.clone(), crate::origin::guard);
     let mut app = streams
         .method_not_allowed_fallback(method_not_allowed)
         .merge(
             api.method_not_allowed_fallback(method_not_allowed)
+                .layer(csrf)
                 .layer(trace),
         );
     if let Some(cors) = cors(&shared.config.cors_origins) {

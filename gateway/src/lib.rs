@@ -17,8 +17,10 @@ pub mod ingest;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod origin;
 pub mod shutdown;
 pub mod state;
+pub mod static_files;
 pub mod sublist;
 pub mod transport;
 

@@ -7,11 +7,7 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    init_logging();
     let config = Config::parse();
     if let Err(why) = exposure_check(&config) {
         tracing::error!("{why}");
@@ -46,6 +42,27 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Crates that log what they read off the wire at trace level: tungstenite
+/// logs every WebSocket frame, and an `auth` frame carries a token. However
+/// verbose `RUST_LOG` asks for, these log at `debug` at most, so that no
+/// token reaches a log.
+const WIRE_LOGGERS: &[&str] = &["tungstenite", "tokio_tungstenite", "hyper", "h2"];
+
+fn init_logging() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let requested = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let cap = WIRE_LOGGERS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, target| t.with_target(*target, LevelFilter::DEBUG),
+    );
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_filter(requested.and(cap)))
+        .init();
 }
 
 /// An open gateway on a public interface is how these gateways leak: refuse

@@ -47,6 +47,11 @@ impl Shared {
     ) -> Result<Identity, eventwire_protocol::ProtocolError> {
         let token =
             crate::auth::token_from(headers, query, self.config.auth.auth_cookie.as_deref());
-        self.auth.identify(token.as_deref())
+        let mut identity = self
+            .auth
+            .identify(token.as_ref().map(|(t, _)| t.as_str()))?;
+        identity.by_cookie =
+            self.auth.enforced() && matches!(token, Some((_, crate::auth::TokenFrom::Cookie)));
+        Ok(identity)
     }
 }

@@ -3,84 +3,16 @@
 
 mod common;
 
+use common::tokens::*;
 use common::*;
-use eventwire_gateway::auth::KeyAlgorithm;
 use eventwire_protocol::ErrorCode;
 use eventwire_protocol::frame::ServerFrame;
 use futures_util::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes";
-const RSA_PRIVATE: &[u8] = include_bytes!("fixtures/rsa_private.pem");
-const RSA_PUBLIC: &[u8] = include_bytes!("fixtures/rsa_public.pem");
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn claims(sub: &str, exp_in: i64) -> Value {
-    json!({
-        "sub": sub,
-        "aud": "eventwire",
-        "exp": (now() as i64 + exp_in) as u64,
-        "eventwire": {"subscribe": ["user.{sub}.>", "public.>"], "publish": ["ui.>"]}
-    })
-}
-
-fn hs(c: &Value) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        c,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
-}
-
-fn rs(c: &Value) -> String {
-    encode(
-        &Header::new(Algorithm::RS256),
-        c,
-        &EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
-    )
-    .unwrap()
-}
-
-async fn secured() -> TestGateway {
-    let mut cfg = config();
-    cfg.heartbeat = Duration::from_millis(500);
-    cfg.cors_origins = vec!["http://good.example".into()];
-    let a = &mut cfg.auth;
-    a.jwt_secret = Some(SECRET.into());
-    let dir = std::env::temp_dir().join(format!("ew-auth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("rsa_public.pem"), RSA_PUBLIC).unwrap();
-    a.jwt_public_key = Some(dir.join("rsa_public.pem"));
-    a.jwt_algorithm = Some(KeyAlgorithm::Rs256);
-    a.jwt_audience = Some("eventwire".into());
-    a.anonymous_subscribe = vec!["public.>".into()];
-    a.api_keys = vec!["svc-key".into()];
-    start(cfg).await
-}
-
-/// Publishes with the service API key (full rights).
-async fn svc_publish(gw: &TestGateway, ty: &str, n: u64) {
-    let r = gw
-        .http
-        .post(gw.url("/v1/events"))
-        .bearer_auth("svc-key")
-        .body(event(ty, n).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-}
 
 async fn sse_status(gw: &TestGateway, query: &str, token: Option<&str>) -> (u16, String) {
     let mut q = query.to_string();
@@ -470,4 +402,215 @@ fn an_open_gateway_refuses_a_public_address_unless_told_otherwise() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("--insecure"), "{text}");
+}
+
+/// `GET /v1/events` with an optional bearer token: (status, error code or
+/// the event types returned).
+async fn history(gw: &TestGateway, query: &str, token: Option<&str>) -> (u16, Vec<String>) {
+    let mut r = gw.http.get(gw.url(&format!("/v1/events?{query}")));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    if status != 200 {
+        return (status, vec![body["error"]["code"].as_str().unwrap().into()]);
+    }
+    let types = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect();
+    (status, types)
+}
+
+#[tokio::test]
+async fn history_is_as_private_as_subscribing() {
+    let gw = secured().await;
+    for (n, ty) in ["user.u1.inbox", "user.u2.inbox", "public.news", "private.x"]
+        .iter()
+        .enumerate()
+    {
+        svc_publish(&gw, ty, n as u64).await;
+    }
+    let u1 = hs(&claims("u1", 600));
+    let refused = |code: &str| {
+        (
+            if code == "unauthorized" { 401 } else { 403 },
+            vec![code.to_owned()],
+        )
+    };
+    // No token, or a bad one: nothing, with the codes SSE gives.
+    assert_eq!(
+        history(&gw, "topic=%3E", None).await,
+        refused("unauthorized")
+    );
+    assert_eq!(
+        history(&gw, "topic=%3E", Some("x.y.z")).await,
+        refused("unauthorized")
+    );
+    assert_eq!(
+        history(&gw, "topic=user.u1.%3E&access_token=garbage", None).await,
+        refused("unauthorized")
+    );
+    // A user reads what their rights cover, and only that.
+    assert_eq!(
+        history(&gw, "topic=%3E", Some(&u1)).await,
+        refused("forbidden")
+    );
+    assert_eq!(
+        history(&gw, "topic=user.u2.%3E", Some(&u1)).await,
+        refused("forbidden"),
+        "another user's private topic"
+    );
+    assert_eq!(
+        history(&gw, "topic=user.u1.%3E&topic=private.x", Some(&u1)).await,
+        refused("forbidden"),
+        "one uncovered pattern refuses the read"
+    );
+    assert_eq!(
+        history(&gw, "topic=user.u1.%3E&topic=public.%3E", Some(&u1)).await,
+        (200, vec!["user.u1.inbox".into(), "public.news".into()])
+    );
+    assert_eq!(
+        history(&gw, &format!("topic=user.u1.%3E&access_token={u1}"), None).await,
+        (200, vec!["user.u1.inbox".into()]),
+        "the query token works as on SSE"
+    );
+    // The anonymous policy applies; the API key reads everything.
+    assert_eq!(
+        history(&gw, "topic=public.%3E", None).await,
+        (200, vec!["public.news".into()])
+    );
+    assert_eq!(history(&gw, "topic=%3E", Some("svc-key")).await.1.len(), 4);
+}
+
+#[tokio::test]
+async fn one_identity_can_neither_suppress_nor_probe_another_ones_ids() {
+    let gw = secured().await;
+    let u1 = hs(&claims("u1", 600));
+    let u2 = hs(&claims("u2", 600));
+    let publish = |token: &str, body: Value| {
+        let r = gw
+            .http
+            .post(gw.url("/v1/events"))
+            .bearer_auth(token)
+            .body(body.to_string())
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let mut inbox = SseClient::connect(&gw, "topic=user.u2.%3E&access_token=svc-key", None).await;
+    inbox.welcome().await;
+    // u1 (who may publish only `ui.>`) takes an id first...
+    let first = publish(&u1, json!({"type": "ui.x", "id": "order-7"})).await;
+    assert_eq!(first["duplicate"], false);
+    // ...which neither suppresses a service's event for u2 with that id...
+    let private = publish(
+        "svc-key",
+        json!({"type": "user.u2.inbox", "id": "order-7", "source": "billing"}),
+    )
+    .await;
+    assert_eq!(private["duplicate"], false);
+    assert_ne!(private["seq"], first["seq"]);
+    assert_eq!(inbox.expect().await.json()["id"], "order-7", "delivered");
+    // ...nor u2's own.
+    let mine = publish(&u2, json!({"type": "ui.x", "id": "order-7"})).await;
+    assert_eq!(mine["duplicate"], false);
+    // Probing an id someone else used reveals nothing: a new event, new seq.
+    let secret = publish(
+        "svc-key",
+        json!({"type": "user.u2.inbox", "id": "secret-9"}),
+    )
+    .await;
+    let probe = publish(&u1, json!({"type": "ui.x", "id": "secret-9"})).await;
+    assert_eq!(probe["duplicate"], false);
+    assert_ne!(probe["seq"], secret["seq"]);
+    // Claiming the service's source does not help: it is stamped u1.
+    let claimed = publish(
+        &u1,
+        json!({"type": "ui.x", "id": "order-7", "source": "billing"}),
+    )
+    .await;
+    assert_eq!(claimed["duplicate"], true, "u1's own id, retried");
+    assert_eq!(claimed["seq"], first["seq"]);
+    // Within one identity, dedupe works as before.
+    let again = publish(&u2, json!({"type": "ui.y", "id": "order-7"})).await;
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["seq"], mine["seq"]);
+}
+
+#[tokio::test]
+async fn a_configured_audience_or_issuer_must_be_present_in_the_token() {
+    let mut cfg = secured_config();
+    cfg.auth.jwt_issuer = Some("idp".into());
+    let gw = start(cfg).await;
+    let mut both = claims("u1", 600);
+    both["iss"] = json!("idp");
+    let mut no_aud = both.clone();
+    no_aud.as_object_mut().unwrap().remove("aud");
+    let mut no_iss = both.clone();
+    no_iss.as_object_mut().unwrap().remove("iss");
+    assert_eq!(
+        sse_status(&gw, "topic=user.u1.inbox", Some(&hs(&both))).await,
+        (200, String::new())
+    );
+    for (name, c, claim) in [("no aud", no_aud, "aud"), ("no iss", no_iss, "iss")] {
+        let r = gw
+            .http
+            .get(gw.url("/v1/sse?topic=user.u1.inbox"))
+            .bearer_auth(hs(&c))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{name}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized", "{name}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{claim}`")), "{name}: {message}");
+        // The same token is refused for publishing and on WebSocket.
+        let (status, _) = history(&gw, "topic=user.u1.%3E", Some(&hs(&c))).await;
+        assert_eq!(status, 401, "{name}");
+        match tokio_tungstenite::connect_async(format!("{}?access_token={}", gw.ws_url(), hs(&c)))
+            .await
+        {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 401, "{name}")
+            }
+            other => panic!("{name}: WS not refused: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[tokio::test]
+async fn anonymous_publishes_cannot_claim_a_source() {
+    let mut cfg = secured_config();
+    cfg.auth.anonymous_publish = vec!["public.>".into()];
+    let gw = start(cfg).await;
+    let mut watcher = SseClient::connect(&gw, "topic=public.%3E&access_token=svc-key", None).await;
+    watcher.welcome().await;
+    let (status, _) = gw
+        .post(json!({"type": "public.chat", "source": "u1", "id": "a-1"}).to_string())
+        .await;
+    assert_eq!(status, 200);
+    let (mut ws, _) = WsClient::connect(&gw).await;
+    match ws
+        .emit(
+            "e",
+            json!({"type": "public.chat", "source": "u1", "id": "a-2"}),
+        )
+        .await
+    {
+        ServerFrame::Ack { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    for _ in 0..2 {
+        let ev = watcher.expect().await.json();
+        assert_eq!(ev["source"], "eventwire/anonymous", "{ev}");
+    }
 }

@@ -11,7 +11,14 @@ pub use args::{AuthArgs, KeyAlgorithm};
 use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The longest a token's expiry timer runs: about ten years.
+pub const MAX_TOKEN_TIMER: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// The `source` stamped on events published without a token (when the
+/// anonymous policy allows publishing), whatever `source` they claim.
+pub const ANONYMOUS_SOURCE: &str = "eventwire/anonymous";
 
 /// What a client may subscribe to (by pattern containment) and publish,
 /// and which consumer groups it may work in (patterns of group names).
@@ -85,13 +92,21 @@ pub struct Identity {
     /// No token was presented where the gateway enforces auth: a refusal is
     /// then `unauthorized` (log in) rather than `forbidden` (not allowed).
     pub anonymous: bool,
+    /// The token came from the auth cookie, which a browser attaches to
+    /// requests that other sites' pages make: see [`crate::origin`].
+    pub by_cookie: bool,
 }
 
 impl Identity {
-    /// The `source` a browser's emits get: the subject, so nobody can emit
-    /// as someone else; `None` keeps the producer's (open gateway, services).
+    /// The `source` a browser's emits get, so nobody can emit as someone
+    /// else: the subject for a token, [`ANONYMOUS_SOURCE`] without one.
+    /// `None` keeps the producer's (open gateway, API keys).
     pub fn source(&self) -> Option<String> {
-        self.sub.clone()
+        match &self.sub {
+            Some(sub) => Some(sub.clone()),
+            None if self.anonymous => Some(ANONYMOUS_SOURCE.to_owned()),
+            None => None,
+        }
     }
 
     /// The error for something these rights do not allow.
@@ -106,9 +121,27 @@ impl Identity {
         }
     }
 
-    /// Seconds until the token expires (0 when it already has).
-    pub fn seconds_left(&self) -> Option<u64> {
-        self.expires_at.map(|exp| exp.saturating_sub(now_secs()))
+    /// Checks every pattern of a subscription or history read against the
+    /// subscribe rights. SSE, WebSocket and `GET /v1/events` all call this,
+    /// so reading history is exactly as private as subscribing.
+    pub fn check_subscribe<'p>(
+        &self,
+        patterns: impl IntoIterator<Item = &'p Pattern>,
+    ) -> Result<(), ProtocolError> {
+        match patterns.into_iter().find(|p| !self.rights.may_subscribe(p)) {
+            Some(p) => Err(self.refusal(format_args!("subscribing to {p}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Time until the token expires (zero when it already has), for the
+    /// timers that end a stream. A validly signed token may carry any `exp`,
+    /// even near `u64::MAX`, and an `Instant` that far away overflows: the
+    /// time is capped at [`MAX_TOKEN_TIMER`], after which the connection
+    /// must present a token again.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.expires_at
+            .map(|exp| Duration::from_secs(exp.saturating_sub(now_secs())).min(MAX_TOKEN_TIMER))
     }
 }
 
@@ -202,6 +235,7 @@ impl Authenticator {
                 rights: Rights::all(),
                 expires_at: None,
                 anonymous: false,
+                by_cookie: false,
             });
         }
         let Some(token) = token.filter(|t| !t.is_empty()) else {
@@ -210,6 +244,7 @@ impl Authenticator {
                 rights: self.anonymous.clone(),
                 expires_at: None,
                 anonymous: true,
+                by_cookie: false,
             });
         };
         if self
@@ -222,6 +257,7 @@ impl Authenticator {
                 rights: Rights::all(),
                 expires_at: None,
                 anonymous: false,
+                by_cookie: false,
             });
         }
         self.verify(token)
@@ -246,14 +282,22 @@ impl Authenticator {
             let mut v = Validation::new(key.algorithm);
             v.validate_nbf = true;
             v.leeway = 5;
-            v.set_required_spec_claims(&["exp", "sub"]);
+            // With an audience or issuer configured, a token without that
+            // claim is refused: jsonwebtoken checks a claim's value only
+            // when the claim is present, or listed as required.
+            let mut required = vec!["exp", "sub"];
             match &self.audience {
-                Some(aud) => v.set_audience(&[aud]),
+                Some(aud) => {
+                    v.set_audience(&[aud]);
+                    required.push("aud");
+                }
                 None => v.validate_aud = false,
             }
             if let Some(iss) = &self.issuer {
                 v.set_issuer(&[iss]);
+                required.push("iss");
             }
+            v.set_required_spec_claims(&required);
             match decode::<Claims>(token, &key.key, &v) {
                 Ok(data) => {
                     let sub = data.claims.sub;
@@ -269,6 +313,7 @@ impl Authenticator {
                         sub,
                         expires_at: data.claims.exp,
                         anonymous: false,
+                        by_cookie: false,
                     });
                 }
                 Err(e) => {
@@ -280,9 +325,10 @@ impl Authenticator {
                         K::ImmatureSignature => unauthorized("the token is not valid yet (nbf)"),
                         K::InvalidAudience => unauthorized("the token is for another audience"),
                         K::InvalidIssuer => unauthorized("the token is from another issuer"),
-                        K::MissingRequiredClaim(_) => {
-                            unauthorized("the token lacks `sub` or `exp`")
-                        }
+                        K::MissingRequiredClaim(claim) => ProtocolError::new(
+                            ErrorCode::Unauthorized,
+                            format!("the token lacks the `{claim}` claim"),
+                        ),
                         _ => unauthorized("the token's signature is not valid"),
                     };
                 }
@@ -297,6 +343,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Where a request's token was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFrom {
+    Header,
+    Cookie,
+    Query,
+}
+
 /// Finds the token a request carries: `Authorization: Bearer`, then the
 /// configured cookie, then the `access_token` query parameter (browsers
 /// cannot set headers on `EventSource` and `WebSocket`).
@@ -304,7 +358,7 @@ pub fn token_from(
     headers: &axum::http::HeaderMap,
     query: Option<&str>,
     cookie: Option<&str>,
-) -> Option<String> {
+) -> Option<(String, TokenFrom)> {
     if let Some(v) = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -312,7 +366,7 @@ pub fn token_from(
             .strip_prefix("Bearer ")
             .or_else(|| v.strip_prefix("bearer "))
     {
-        return Some(t.trim().to_owned());
+        return Some((t.trim().to_owned(), TokenFrom::Header));
     }
     if let Some(name) = cookie {
         for v in headers.get_all(axum::http::header::COOKIE) {
@@ -321,14 +375,14 @@ pub fn token_from(
                 if let Some((k, val)) = part.trim().split_once('=')
                     && k == name
                 {
-                    return Some(val.to_owned());
+                    return Some((val.to_owned(), TokenFrom::Cookie));
                 }
             }
         }
     }
     form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "access_token")
-        .map(|(_, v)| v.into_owned())
+        .map(|(_, v)| (v.into_owned(), TokenFrom::Query))
 }
 
 #[cfg(test)]
@@ -385,7 +439,7 @@ mod tests {
         assert!(id.rights.may_publish("ui.clicked"));
         assert!(!id.rights.may_publish("order.placed"));
         assert!(id.rights.consume.is_empty(), "no consume claim, no groups");
-        assert!(id.seconds_left().is_some_and(|s| s <= 60));
+        assert!(id.time_left().is_some_and(|s| s <= Duration::from_secs(60)));
     }
 
     #[test]
@@ -466,19 +520,20 @@ mod tests {
     #[test]
     fn tokens_are_found_in_header_cookie_or_query() {
         let mut h = axum::http::HeaderMap::new();
+        let found = |h: &axum::http::HeaderMap, q, c| token_from(h, Some(q), c);
         assert_eq!(
-            token_from(&h, Some("topic=a&access_token=q1"), None).as_deref(),
-            Some("q1")
+            found(&h, "topic=a&access_token=q1", None),
+            Some(("q1".into(), TokenFrom::Query))
         );
         h.insert("cookie", "a=b; ew=c1".parse().unwrap());
         assert_eq!(
-            token_from(&h, Some("access_token=q1"), Some("ew")).as_deref(),
-            Some("c1")
+            found(&h, "access_token=q1", Some("ew")),
+            Some(("c1".into(), TokenFrom::Cookie))
         );
         h.insert("authorization", "Bearer h1".parse().unwrap());
         assert_eq!(
-            token_from(&h, Some("access_token=q1"), Some("ew")).as_deref(),
-            Some("h1")
+            found(&h, "access_token=q1", Some("ew")),
+            Some(("h1".into(), TokenFrom::Header))
         );
     }
 }

@@ -31,13 +31,14 @@ pub async fn accept(
 }
 
 /// Checks the publish right, and stamps `source` with the token's subject
-/// so that nobody can emit in someone else's name.
+/// (or the anonymous source) so that nobody can emit in someone else's name,
+/// nor dedupe against another identity's ids (see [`NewEvent::dedupe_key`]).
 pub fn authorize(identity: &Identity, event: &mut NewEvent) -> Result<(), ProtocolError> {
     if !identity.rights.may_publish(event.topic.as_str()) {
         return Err(identity.refusal(format_args!("publishing {}", event.topic)));
     }
-    if let Some(sub) = identity.source() {
-        event.envelope.source = Some(sub);
+    if let Some(source) = identity.source() {
+        event.envelope.source = Some(source);
     }
     Ok(())
 }
@@ -219,12 +220,18 @@ impl StreamQuery {
 /// Most events one history read returns.
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 
+/// Reads retained events. The caller is identified from the same token
+/// sources as `GET /v1/sse` and needs the subscribe right for every pattern:
+/// history is the same data as a subscription, only older.
 pub async fn history(
     State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = StreamQuery::parse(raw.as_deref());
+    let identity = shared.identify(&headers, raw.as_deref())?;
     let patterns = q.patterns(shared.config.max_subscriptions)?;
+    identity.check_subscribe(&patterns)?;
     let limit = match &q.limit {
         None => 100,
         Some(l) => l

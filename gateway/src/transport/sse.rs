@@ -56,11 +56,7 @@ pub async fn handler(
     let q = StreamQuery::parse(raw.as_deref());
     let identity = shared.identify(&headers, raw.as_deref())?;
     let patterns = q.patterns(shared.config.max_subscriptions)?;
-    if let Some(p) = patterns.iter().find(|p| !identity.rights.may_subscribe(p)) {
-        return Err(ApiError(
-            identity.refusal(format_args!("subscribing to {p}")),
-        ));
-    }
+    identity.check_subscribe(&patterns)?;
     // The header wins: a browser's EventSource sends it on reconnect, while
     // the URL still carries the position it first connected with.
     let since = match headers.get("last-event-id") {
@@ -107,8 +103,8 @@ pub async fn handler(
     // The stream ends when the token does; the client reconnects with a
     // fresh one and resumes.
     let expiry = identity
-        .seconds_left()
-        .map(|s| Box::pin(tokio::time::sleep(std::time::Duration::from_secs(s))));
+        .time_left()
+        .map(|left| Box::pin(tokio::time::sleep(left)));
     let stream = SseStream {
         expiry,
         session,

@@ -82,8 +82,8 @@ pub async fn handler(
             "the gateway is shutting down; reconnect elsewhere",
         ));
     }
-    check_origin(&shared.config.cors_origins, &headers)?;
     let identity = shared.identify(&headers, query.as_deref())?;
+    crate::origin::check(&shared.config.cors_origins, &headers, identity.by_cookie)?;
     let permit = shared.limit.try_acquire()?;
     let cfg = &shared.config;
     let max_message = cfg.ws_max_message_bytes;
@@ -98,27 +98,6 @@ pub async fn handler(
             let session = Session::open(&shared2.hub, Transport::WebSocket, permit);
             run(shared2, session, socket, identity).await
         }))
-}
-
-/// Browsers send `Origin` on WebSocket upgrades and CORS does not apply to
-/// them, so the CORS allow-list is enforced here too. Clients that send no
-/// `Origin` (servers, tools) are not browsers and pass.
-fn check_origin(allowed: &[String], headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
-        return Ok(());
-    };
-    if allowed.is_empty() || allowed.iter().any(|o| o == "*") {
-        return Ok(());
-    }
-    let origin = origin.to_str().unwrap_or_default();
-    if allowed.iter().any(|o| o == origin) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "this origin may not open a WebSocket here",
-        ))
-    }
 }
 
 async fn run(shared: Arc<Shared>, session: Session, socket: WebSocket, identity: Identity) {
@@ -230,8 +209,8 @@ enum TokenClock {
 
 impl TokenClock {
     fn start(identity: &Identity) -> TokenClock {
-        match identity.seconds_left() {
-            Some(s) => TokenClock::Valid(Instant::now() + Duration::from_secs(s)),
+        match identity.time_left() {
+            Some(left) => TokenClock::Valid(Instant::now() + left),
             None => TokenClock::Unlimited,
         }
     }
@@ -353,14 +332,8 @@ impl Reader<'_> {
                 since,
             }) => {
                 let since = since.filter(|s| !s.is_empty());
-                if let Some(p) = topics
-                    .iter()
-                    .find(|p| !self.identity.rights.may_subscribe(p))
-                {
-                    error_frame(
-                        reference,
-                        self.identity.refusal(format_args!("subscribing to {p}")),
-                    )
+                if let Err(e) = self.identity.check_subscribe(&topics) {
+                    error_frame(reference, e)
                 } else if since.is_some() && self.subscribed {
                     error_frame(
                         reference,

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tokens;
+
 use eventwire_gateway::state::Shared;
 use eventwire_gateway::{Config, Gateway};
 use eventwire_protocol::frame::{ServerFrame, Welcome};

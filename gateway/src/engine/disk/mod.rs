@@ -82,11 +82,6 @@ impl DiskConfig {
     }
 }
 
-/// What every engine dedupes on.
-fn dedupe_key(event: &NewEvent) -> String {
-    event.id().to_owned()
-}
-
 /// State the writer and the readers share.
 pub(crate) struct Shared {
     state: Mutex<State>,

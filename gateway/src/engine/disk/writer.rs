@@ -128,7 +128,7 @@ impl Writer {
         let mut replies = Vec::with_capacity(requests.len());
         let mut fresh: Vec<(Arc<Event>, Vec<u8>)> = Vec::new();
         for Request { mut event, reply } in requests {
-            let key = super::dedupe_key(&event);
+            let key = event.dedupe_key();
             let id = event.id().to_owned();
             if let Some(&off) = self.seen.get(&key) {
                 replies.push((
