@@ -242,7 +242,8 @@ impl Hub {
     /// queued at once: every event after position `p` will be delivered, so
     /// a client that got nothing yet can still resume from `p`. With
     /// `since`, a replay task queues `ack(recovered, p)`, then the missed
-    /// events, then live ones, in position order.
+    /// events, then live ones, in position order; there `p` is `since`
+    /// itself unless nothing is replayed (see [`Hub::replay`]).
     pub fn subscribe(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
@@ -267,10 +268,7 @@ impl Hub {
         };
         let hub = self.clone();
         let conn = conn.clone();
-        tokio::spawn(async move {
-            hub.replay(conn, patterns, since, move |r| ack(r, position))
-                .await
-        });
+        tokio::spawn(async move { hub.replay(conn, patterns, since, position, ack).await });
         Ok(())
     }
 
@@ -279,7 +277,8 @@ impl Hub {
         conn: Arc<Conn>,
         patterns: Vec<Pattern>,
         since: String,
-        ack: impl FnOnce(bool) -> Bytes,
+        live_start: String,
+        ack: impl FnOnce(bool, String) -> Bytes,
     ) {
         let mut ack = Some(ack);
         let mut cursor = since;
@@ -302,7 +301,20 @@ impl Hub {
                 };
                 counter.increment(1);
                 after = page.after.unwrap_or(0);
-                conn.push_control(ack(page.recovered));
+                // The start position must be safe to adopt the moment it
+                // arrives (PROTOCOL §4.3): while events are replayed after
+                // it, that is the client's own `since`; the live start is
+                // newer than the replay and would skip it if the client
+                // dropped mid-replay. With nothing to replay, the live
+                // start is exact, and it spares a client whose `since`
+                // was foreign a second `recovered:false`.
+                let nothing_replayed = page.events.is_empty() && !page.more;
+                let start = if page.recovered || !nothing_replayed {
+                    cursor.clone()
+                } else {
+                    live_start.clone()
+                };
+                conn.push_control(ack(page.recovered, start));
             } else if !page.recovered {
                 // History moved past us mid-replay: end the connection so the
                 // client resumes and is told about the gap.

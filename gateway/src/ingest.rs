@@ -65,11 +65,16 @@ fn one_line(raw: &str) -> String {
 }
 
 /// Parses one envelope given as raw JSON text.
+///
+/// The size counted is the object's own text: JSON whitespace around it is
+/// not part of the event, so the same event measures the same as a single
+/// POST body, as a batch item and as a WebSocket `emit`.
 pub fn prepare(
     raw: &str,
     max_event_bytes: usize,
     default_source: &str,
 ) -> Result<NewEvent, ProtocolError> {
+    let raw = raw.trim_matches([' ', '\t', '\n', '\r']);
     if raw.len() > max_event_bytes {
         return Err(ProtocolError::new(
             ErrorCode::EventTooLarge,
@@ -150,6 +155,21 @@ mod tests {
             ev.envelope.data.unwrap().get(),
             r#"{"keep": "a  b"}"#,
             "no line break: verbatim"
+        );
+    }
+
+    #[test]
+    fn whitespace_around_the_object_is_not_counted() {
+        let event = r#"{"type":"a","data":"xxxx"}"#;
+        let limit = event.len();
+        assert!(prepare(event, limit, "s").is_ok());
+        let padded = format!("\n  {event} \r\n\t");
+        assert!(prepare(&padded, limit, "s").is_ok(), "as in a batch");
+        assert_eq!(
+            prepare(&format!("{event} "), limit - 1, "s")
+                .unwrap_err()
+                .code,
+            ErrorCode::EventTooLarge
         );
     }
 

@@ -38,7 +38,7 @@ async fn http_publish_errors_and_the_server_keeps_serving() {
         (deep.into_bytes(), 400, "invalid_json"),
         (br#"{"data":1}"#.to_vec(), 400, "invalid_event"),
         (
-            br#"{"type":"a","colour":"red"}"#.to_vec(),
+            br#"{"type":"a","Colour":"red"}"#.to_vec(),
             400,
             "invalid_event",
         ),

@@ -25,6 +25,7 @@ mod prelude {
     pub use alloc::vec::Vec;
 }
 
+pub mod attr;
 pub mod envelope;
 pub mod error;
 #[cfg(feature = "json")]

@@ -4,6 +4,7 @@
 //! with the hub, subscribe through the hub (which handles resume), and run a
 //! writer that drains the connection's queue. Only the framing differs.
 
+pub mod ce_binary;
 pub mod frame;
 pub mod publish;
 pub mod sse;

@@ -115,9 +115,15 @@ pub async fn post(
             ),
         )
     })?;
+    let source = "eventwire/http";
+    if super::ce_binary::is_binary(&headers) {
+        let text = super::ce_binary::envelope_text(&headers, &bytes)?;
+        charge(1)?;
+        let a = accept(&shared, &text, source, &identity).await?;
+        return Ok(Json(receipt(&a)).into_response());
+    }
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| ApiError::new(ErrorCode::InvalidJson, "request body is not valid UTF-8"))?;
-    let source = "eventwire/http";
     match text.trim_start().as_bytes().first() {
         Some(b'[') => {
             let items: Vec<&RawValue> = serde_json::from_str(text)
@@ -189,7 +195,9 @@ impl StreamQuery {
         for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
             match &*k {
                 "topic" => q.topics.push(v.into_owned()),
-                "since" | "lastEventId" if !v.is_empty() => q.since = Some(v.into_owned()),
+                // Synonyms: the last one wins, and an empty one clears
+                // what came before ("no position").
+                "since" | "lastEventId" => q.since = Some(v.into_owned()).filter(|s| !s.is_empty()),
                 "limit" => q.limit = Some(v.into_owned()),
                 "named" => q.named = Some(v.into_owned()),
                 "heartbeat" => q.heartbeat = Some(v.into_owned()),

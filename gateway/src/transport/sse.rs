@@ -16,7 +16,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use bytes::BytesMut;
-use eventwire_protocol::frame::Close;
+use eventwire_protocol::frame::{Close, Welcome};
 use eventwire_protocol::{ErrorCode, ProtocolError, sse_event};
 use futures_util::Stream;
 use std::convert::Infallible;
@@ -30,14 +30,23 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 pub const RETRY_MS: u64 = 1000;
 
 /// An SSE control event (`$welcome`, `$close`) with JSON data.
-fn control(name: &str, data: &impl serde::Serialize, retry: bool) -> Bytes {
+fn control(name: &str, data: &impl serde::Serialize) -> Bytes {
     let json = serde_json::to_string(data).expect("control data serializes");
-    let retry = if retry {
-        format!("retry: {RETRY_MS}\n")
-    } else {
-        String::new()
-    };
-    Bytes::from(format!("{retry}event: {name}\ndata: {json}\n\n"))
+    Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
+}
+
+/// `$welcome`, preceded by `retry:` and by `id: <position>`. The start
+/// position is safe to adopt at once (§4.3), so it is given as the event id:
+/// a plain `EventSource` dropped before its first event then reconnects
+/// with `Last-Event-ID: <position>` instead of with nothing, and misses
+/// nothing (§4.4).
+fn welcome_event(w: &Welcome) -> Bytes {
+    let json = serde_json::to_string(w).expect("welcome serializes");
+    let position = w.position.as_deref().unwrap_or_default();
+    Bytes::from(format!(
+        "retry: {RETRY_MS}\nid: {position}\nevent: {}\ndata: {json}\n\n",
+        sse_event::WELCOME
+    ))
 }
 
 pub async fn handler(
@@ -57,19 +66,22 @@ pub async fn handler(
     let identity = shared.identify(&headers, raw.as_deref())?;
     let patterns = q.patterns(shared.config.max_subscriptions)?;
     identity.check_subscribe(&patterns)?;
-    // The header wins: a browser's EventSource sends it on reconnect, while
-    // the URL still carries the position it first connected with.
-    let since = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| {
-                    ApiError::new(ErrorCode::InvalidPosition, "Last-Event-ID is not ASCII")
-                })?
-                .to_owned(),
-        ),
-        None => q.since.clone(),
-    }
-    .filter(|s| !s.is_empty());
+    // A non-empty header wins: a browser's EventSource sends it on
+    // reconnect, while the URL still carries the position it first
+    // connected with. An empty one means "no position" and must not hide
+    // the query's (§5.1): that would start live and skip the gap silently.
+    let header = match headers.get("last-event-id") {
+        Some(v) => v
+            .to_str()
+            .map_err(|_| ApiError::new(ErrorCode::InvalidPosition, "Last-Event-ID is not ASCII"))?
+            .trim(),
+        None => "",
+    };
+    let since = if header.is_empty() {
+        q.since.clone()
+    } else {
+        Some(header.to_owned())
+    };
     let named = !matches!(q.named.as_deref(), Some("0" | "false"));
     // `EventSource` hides comments from scripts; a client that wants to
     // detect a dead stream asks for heartbeats as `$heartbeat` events.
@@ -94,7 +106,7 @@ pub async fn handler(
             let mut w = welcome;
             w.recovered = Some(recovered);
             w.position = Some(position);
-            control(sse_event::WELCOME, &w, true)
+            welcome_event(&w)
         },
     )?;
     let period = shared.config.heartbeat;
@@ -212,6 +224,5 @@ fn close_event(reason: ProtocolError) -> Bytes {
             code: reason.code,
             message: reason.message,
         },
-        false,
     )
 }

@@ -280,6 +280,17 @@ impl Reader<'_> {
     /// An in-band token refresh. The subject must stay the same; the new
     /// rights replace the old, and subscriptions they no longer cover end.
     fn refresh(&mut self, reference: Option<String>, token: &str) -> Bytes {
+        // An open gateway reads no token, so `authenticated` would vouch for
+        // any string; say plainly that there is nothing to refresh.
+        if !self.shared.auth.enforced() {
+            return error_frame(
+                reference,
+                ProtocolError::new(
+                    ErrorCode::BadRequest,
+                    "this gateway has no authentication: there is no token to refresh",
+                ),
+            );
+        }
         let new = match self.shared.auth.identify(Some(token)) {
             Ok(new) => new,
             Err(e) => return error_frame(reference, e),

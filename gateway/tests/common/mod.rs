@@ -249,8 +249,12 @@ impl SseClient {
     pub async fn welcome(&mut self) -> Welcome {
         let ev = self.expect().await;
         assert_eq!(ev.event.as_deref(), Some("$welcome"), "{ev:?}");
-        assert!(ev.id.is_none(), "the welcome must not move Last-Event-ID");
-        serde_json::from_str(&ev.data).unwrap()
+        let w: Welcome = serde_json::from_str(&ev.data).unwrap();
+        assert_eq!(
+            ev.id, w.position,
+            "the welcome's id is its start position, so EventSource resumes from it (§4.4)"
+        );
+        w
     }
 
     /// Collects `n` data events (skipping nothing: any control event fails).
@@ -320,6 +324,12 @@ impl WsClient {
 
     /// Subscribes and waits for `subscribed`; returns `recovered`.
     pub async fn subscribe(&mut self, topics: &[&str], since: Option<&str>) -> bool {
+        self.subscribe_at(topics, since).await.0
+    }
+
+    /// Subscribes and waits for `subscribed`; returns `recovered` and the
+    /// start position.
+    pub async fn subscribe_at(&mut self, topics: &[&str], since: Option<&str>) -> (bool, String) {
         let mut frame = json!({"op": "subscribe", "topics": topics, "ref": "sub"});
         if let Some(s) = since {
             frame["since"] = json!(s);
@@ -329,10 +339,11 @@ impl WsClient {
             ServerFrame::Subscribed {
                 recovered,
                 reference,
+                position,
                 ..
             } => {
                 assert_eq!(reference.as_deref(), Some("sub"));
-                recovered
+                (recovered, position)
             }
             other => panic!("expected subscribed, got {other:?}"),
         }

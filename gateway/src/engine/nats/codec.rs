@@ -9,6 +9,7 @@ use super::super::{Event, NewEvent};
 use crate::ingest;
 use async_nats::HeaderMap;
 use bytes::Bytes;
+use eventwire_protocol::{ErrorCode, ProtocolError};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use std::sync::Arc;
@@ -56,6 +57,14 @@ impl Codec {
         self.subject(">")
     }
 
+    /// The core-NATS subject on which gateways report stream (and interop)
+    /// messages they refused, so the backend that published one learns
+    /// why (docs/NATS.md). Outside `<prefix>.>`, so the stream never
+    /// captures a report.
+    pub fn rejected_subject(&self) -> String {
+        format!("{}-rejected", self.prefix)
+    }
+
     pub fn position(&self, stream_seq: u64) -> String {
         Position::format(&self.epoch, stream_seq)
     }
@@ -75,20 +84,30 @@ impl Codec {
         payload: &[u8],
         stream_seq: u64,
         stored_at: SystemTime,
-    ) -> Result<Arc<Event>, String> {
+    ) -> Result<Arc<Event>, ProtocolError> {
         let ty = subject
             .strip_prefix(self.prefix.as_str())
             .and_then(|s| s.strip_prefix('.'))
-            .ok_or_else(|| format!("subject {subject} is outside {}.>", self.prefix))?;
-        let text = std::str::from_utf8(payload).map_err(|_| "payload is not UTF-8".to_owned())?;
-        let present: Present =
-            serde_json::from_str(text).map_err(|e| format!("not an envelope: {e}"))?;
-        let mut event = ingest::prepare(text, self.max_event_bytes, BACKEND_SOURCE)
-            .map_err(|e| format!("{}: {}", e.code.as_str(), e.message))?;
+            .ok_or_else(|| {
+                ProtocolError::new(
+                    ErrorCode::InvalidTopic,
+                    format!("subject {subject} is outside {}.>", self.prefix),
+                )
+            })?;
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| ProtocolError::new(ErrorCode::InvalidJson, "payload is not UTF-8"))?;
+        let present: Present = serde_json::from_str(text).map_err(|e| {
+            ProtocolError::new(ErrorCode::InvalidJson, format!("not an envelope: {e}"))
+        })?;
+        let mut event = ingest::prepare(text, self.max_event_bytes, BACKEND_SOURCE)?;
         if event.topic.as_str() != ty {
-            return Err(format!(
-                "type {:?} does not match subject {subject}",
-                event.topic.as_str()
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidEvent,
+                format!(
+                    "type {:?} does not match subject {subject}: an event of that type belongs on {}",
+                    event.topic.as_str(),
+                    self.subject(event.topic.as_str())
+                ),
             ));
         }
         let seq = self.position(stream_seq);
@@ -139,7 +158,7 @@ mod tests {
         }
     }
 
-    fn decode(subject: &str, json: &str) -> Result<Arc<Event>, String> {
+    fn decode(subject: &str, json: &str) -> Result<Arc<Event>, ProtocolError> {
         codec().decode(
             subject,
             None,
@@ -194,13 +213,12 @@ mod tests {
 
     #[test]
     fn refuses_what_a_gateway_would_refuse() {
-        assert!(
-            decode("ew.a", r#"{"type":"b"}"#).is_err(),
-            "type/subject mismatch"
-        );
+        let mismatch = decode("ew.a", r#"{"type":"b"}"#).unwrap_err();
+        assert_eq!(mismatch.code, ErrorCode::InvalidEvent);
+        assert!(mismatch.message.contains("ew.b"), "{}", mismatch.message);
         assert!(decode("other.a", r#"{"type":"a"}"#).is_err());
         assert!(decode("ew.a", "not json").is_err());
-        assert!(decode("ew.a", r#"{"type":"a","bogus":1}"#).is_err());
+        assert!(decode("ew.a", r#"{"type":"a","Bogus":1}"#).is_err());
         let big = format!(r#"{{"type":"a","data":"{}"}}"#, "x".repeat(2000));
         assert!(decode("ew.a", &big).is_err());
         let ev = decode("ew.a", "{\"type\":\"a\",\"data\":{\n\"k\": 1}}").unwrap();

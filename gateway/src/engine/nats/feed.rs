@@ -216,7 +216,9 @@ impl Feed {
                 }
                 Err(why) => {
                     self.core.counters.skipped.increment(1);
-                    tracing::warn!(subject = %msg.subject, stream_seq, reason = %why, "skipping a message that is not a valid event")
+                    self.core
+                        .report_rejected(&msg.subject, Some(stream_seq), msg.headers.as_ref(), &why)
+                        .await;
                 }
             }
         }

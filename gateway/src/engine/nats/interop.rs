@@ -14,8 +14,9 @@ use super::Core;
 use super::codec::BACKEND_SOURCE;
 use crate::engine::{EngineError, NewEvent};
 use crate::ingest;
+use eventwire_protocol::attr::is_uri_reference;
 use eventwire_protocol::envelope::{MAX_ATTR_LEN, MAX_ID_LEN, is_rfc3339};
-use eventwire_protocol::{Envelope, Topic};
+use eventwire_protocol::{Envelope, ErrorCode, ProtocolError, Topic};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
@@ -108,11 +109,15 @@ impl InteropRule {
         subject: &str,
         payload: &[u8],
         max_event_bytes: usize,
-    ) -> Result<NewEvent, String> {
-        let topic = self.type_for(subject)?;
-        let text = std::str::from_utf8(payload).map_err(|_| "payload is not UTF-8".to_owned())?;
-        let data: &RawValue =
-            serde_json::from_str(text).map_err(|e| format!("payload is not JSON: {e}"))?;
+    ) -> Result<NewEvent, ProtocolError> {
+        let topic = self
+            .type_for(subject)
+            .map_err(|m| ProtocolError::new(ErrorCode::InvalidTopic, m))?;
+        let text = std::str::from_utf8(payload)
+            .map_err(|_| ProtocolError::new(ErrorCode::InvalidJson, "payload is not UTF-8"))?;
+        let data: &RawValue = serde_json::from_str(text).map_err(|e| {
+            ProtocolError::new(ErrorCode::InvalidJson, format!("payload is not JSON: {e}"))
+        })?;
         let bare: Bare = serde_json::from_str(text).unwrap_or_default();
         let id = bare
             .id
@@ -132,7 +137,7 @@ impl InteropRule {
         let source = bare
             .source
             .and_then(|v| v.as_str().map(str::to_owned))
-            .filter(|s| attr_ok(s, MAX_ATTR_LEN))
+            .filter(|s| attr_ok(s, MAX_ATTR_LEN) && is_uri_reference(s))
             .unwrap_or_else(|| format!("nats:{subject}"));
         let time = bare.timestamp.or(bare.time).and_then(|v| match v {
             Value::String(s) if is_rfc3339(&s) => Some(s),
@@ -148,7 +153,6 @@ impl InteropRule {
         envelope.time = time;
         let raw = serde_json::to_string(&envelope).expect("an envelope always serializes");
         ingest::prepare(&raw, max_event_bytes, BACKEND_SOURCE)
-            .map_err(|e| format!("{}: {}", e.code.as_str(), e.message))
     }
 }
 
@@ -197,7 +201,8 @@ pub(super) async fn start(core: Arc<Core>) -> Result<tokio::task::JoinHandle<()>
                 Ok(e) => e,
                 Err(why) => {
                     core.counters.interop_invalid.increment(1);
-                    tracing::warn!(subject = %msg.subject, reason = %why, "interop: skipping a message");
+                    core.report_rejected(&msg.subject, None, msg.headers.as_ref(), &why)
+                        .await;
                     continue;
                 }
             };

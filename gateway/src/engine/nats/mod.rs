@@ -223,6 +223,34 @@ impl Core {
         }
     }
 
+    /// Tells whoever published `subject`'s message why no browser will see
+    /// it: a JSON report on [`codec::Codec::rejected_subject`] (core NATS,
+    /// best effort), besides the log line and the counter. A silent skip
+    /// would leave a backend with an acknowledged publish and no event.
+    async fn report_rejected(
+        &self,
+        subject: &str,
+        stream_seq: Option<u64>,
+        headers: Option<&async_nats::HeaderMap>,
+        error: &eventwire_protocol::ProtocolError,
+    ) {
+        tracing::warn!(%subject, ?stream_seq, code = error.code.as_str(), reason = %error.message, "refusing a message that is not a valid event");
+        let id = headers
+            .and_then(|h| h.get(codec::MSG_ID))
+            .map(|v| v.as_str().to_owned());
+        let report = serde_json::json!({
+            "subject": subject,
+            "stream": self.config.stream,
+            "stream_seq": stream_seq,
+            "msg_id": id,
+            "error": error,
+        });
+        let to = self.codec.rejected_subject();
+        if let Err(e) = self.client.publish(to, report.to_string().into()).await {
+            tracing::warn!(error = %e, "could not report a refused message");
+        }
+    }
+
     async fn publish(&self, event: &NewEvent) -> Result<Accepted, EngineError> {
         self.usable()?;
         let id = event.id().to_owned();

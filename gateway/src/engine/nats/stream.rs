@@ -25,6 +25,14 @@ fn apply(config: &NatsConfig, codec: &Codec, c: &mut Config) {
     c.num_replicas = config.replicas;
 }
 
+/// The stream's description names its epoch, so that a backend reads the
+/// exact string instead of recomputing it from the creation time (which
+/// many clients parse with less than nanosecond precision). Its last word
+/// is the epoch (docs/NATS.md, "Positions").
+pub fn description(epoch: &str) -> String {
+    format!("eventwire gateway events, epoch {epoch}")
+}
+
 /// JetStream refuses a duplicate window longer than the stream's max age.
 fn dedupe_window(config: &NatsConfig) -> Duration {
     if config.max_age.is_zero() {
@@ -56,23 +64,25 @@ pub async fn ensure(
             _ => return Err(unavailable("reading the stream", e)),
         },
     };
-    let Some(info) = existing else {
-        let mut wanted = Config {
-            name: config.stream.clone(),
-            description: Some("eventwire gateway events".into()),
-            ..Config::default()
-        };
-        apply(config, codec, &mut wanted);
-        tracing::info!(stream = %config.stream, subjects = ?wanted.subjects, replicas = wanted.num_replicas, "creating the JetStream stream");
-        let mut stream = js
-            .create_stream(wanted)
-            .await
-            .map_err(|e| unavailable("creating the stream", e))?;
-        return stream
-            .info()
-            .await
-            .cloned()
-            .map_err(|e| unavailable("reading the stream", e));
+    let info = match existing {
+        Some(info) => info,
+        None => {
+            let mut wanted = Config {
+                name: config.stream.clone(),
+                ..Config::default()
+            };
+            apply(config, codec, &mut wanted);
+            tracing::info!(stream = %config.stream, subjects = ?wanted.subjects, replicas = wanted.num_replicas, "creating the JetStream stream");
+            let mut stream = js
+                .create_stream(wanted)
+                .await
+                .map_err(|e| unavailable("creating the stream", e))?;
+            stream
+                .info()
+                .await
+                .cloned()
+                .map_err(|e| unavailable("reading the stream", e))?
+        }
     };
     if info.config.retention != RetentionPolicy::Limits {
         // Interest or work-queue retention deletes what consumers have
@@ -85,6 +95,9 @@ pub async fn ensure(
     }
     let mut wanted = info.config.clone();
     apply(config, codec, &mut wanted);
+    wanted.description = Some(description(&super::codec::epoch(
+        info.created.unix_timestamp_nanos(),
+    )));
     if wanted == info.config {
         return Ok(info);
     }
