@@ -215,7 +215,6 @@ impl Feed {
                     }
                 }
                 Err(why) => {
-                    self.core.counters.skipped.increment(1);
                     self.core
                         .report_rejected(&msg.subject, Some(stream_seq), msg.headers.as_ref(), &why)
                         .await;

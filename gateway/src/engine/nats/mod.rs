@@ -132,6 +132,8 @@ pub(crate) struct Core {
     /// Live feeds that cannot read the stream right now, and why.
     feed_trouble: Mutex<BTreeMap<u64, String>>,
     next_feed: AtomicU64,
+    /// The highest stream sequence reported as refused (see `report_rejected`).
+    reported: AtomicU64,
     counters: Counters,
     /// Bumped on every disconnection: a feed then replaces its consumer as
     /// soon as the client is back, instead of waiting for missed heartbeats
@@ -234,6 +236,15 @@ impl Core {
         headers: Option<&async_nats::HeaderMap>,
         error: &eventwire_protocol::ProtocolError,
     ) {
+        // Several live feeds (hub, consumer groups) and feed restarts read
+        // the same message: report each once per gateway. Feeds read in
+        // stream order, so the highest reported sequence is enough.
+        if let Some(seq) = stream_seq {
+            if self.reported.fetch_max(seq, Ordering::Relaxed) >= seq {
+                return;
+            }
+            self.counters.skipped.increment(1);
+        }
         tracing::warn!(%subject, ?stream_seq, code = error.code.as_str(), reason = %error.message, "refusing a message that is not a valid event");
         let id = headers
             .and_then(|h| h.get(codec::MSG_ID))
@@ -371,6 +382,7 @@ impl NatsEngine {
             broken: OnceLock::new(),
             feed_trouble: Mutex::new(BTreeMap::new()),
             next_feed: AtomicU64::new(1),
+            reported: AtomicU64::new(0),
             counters: Counters::new(),
             disconnects,
         });
