@@ -125,7 +125,7 @@ async fn a_refused_stream_message_is_reported_not_dropped_in_silence() {
 async fn a_refused_interop_message_is_reported() {
     let nats = NatsServer::start().await;
     let mut config = gateway_config(&nats.url(), "REJI");
-    config.nats_interop = vec!["legacy.*=legacy".parse().unwrap()];
+    config.engine.nats_interop = vec!["legacy.*=legacy".parse().unwrap()];
     let _gw = start(config).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut reports = client.subscribe("reji-rejected").await.unwrap();

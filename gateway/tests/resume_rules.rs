@@ -178,7 +178,7 @@ async fn the_start_position_is_safe_to_adopt_during_a_replay() {
 #[tokio::test]
 async fn after_a_truncated_history_the_start_position_keeps_the_replay() {
     let mut cfg = config();
-    cfg.history_max_events = 3;
+    cfg.engine.history_max_events = 3;
     let gw = start(cfg).await;
     let first = gw.publish(event("t", 0)).await["seq"]
         .as_str()
