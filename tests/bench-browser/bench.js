@@ -1,6 +1,7 @@
 // The page side of the browser benchmark: one client at a time (a plain
 // EventSource + JSON.parse, a plain WebSocket + JSON.parse, or EventChannel
-// over SSE or WebSocket) counts the
+// over SSE or WebSocket; `base-` modes use another build of the package,
+// staged under pkg-base/, to compare two builds in one run) counts the
 // events that reach its handler and notes when the first and last arrived.
 // run.mjs drives it through window.bench and publishes from Node.
 import { EventChannel } from './pkg/index.js';
@@ -50,8 +51,9 @@ window.bench = {
       };
       state.close = () => ws.close();
     } else {
-      const transport = mode === 'channel-ws' ? 'websocket' : 'sse';
-      const ch = await EventChannel.connect({ url: location.origin, transport, topics: [topic] });
+      const transport = mode.endsWith('channel-ws') ? 'websocket' : 'sse';
+      const Channel = mode.startsWith('base-') ? (await import('./pkg-base/index.js')).EventChannel : EventChannel;
+      const ch = await Channel.connect({ url: location.origin, transport, topics: [topic] });
       ch.subscribe(topic, hit);
       state.close = () => ch.close();
     }

@@ -4,6 +4,10 @@
 //
 //   node tests/bench-browser/run.mjs [--events 20000] [--runs 3] [--event-bytes 100]
 //        [--gateway-bin target/release/eventwire-gateway] [--out result.json]
+//        [--base-pkg DIR]
+//
+// --base-pkg DIR also measures another build of the package (say, main's
+// before a change) in the same run, as base-channel-sse and base-channel-ws.
 //
 // It starts its own gateway on a free loopback port, serving a staging
 // directory (this page, bench.js and a copy of channel-wasm/pkg; build that
@@ -26,7 +30,7 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 function args() {
-  const a = { events: 20000, runs: 3, 'event-bytes': 100, 'gateway-bin': 'target/release/eventwire-gateway', out: '', batch: 100, parallel: 4, profile: '' };
+  const a = { events: 20000, runs: 3, 'event-bytes': 100, 'gateway-bin': 'target/release/eventwire-gateway', out: '', batch: 100, parallel: 4, profile: '', 'base-pkg': '' };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i += 2) {
     const k = argv[i].replace(/^--/, '');
@@ -46,7 +50,7 @@ function median(xs) {
 }
 
 /** The staging directory the gateway serves: page, script, package copy. */
-function stage() {
+function stage(basePkg) {
   const pkg = path.join(repo, 'channel-wasm/pkg');
   for (const f of ['index.js', 'eventwire_channel_bg.wasm']) {
     if (!existsSync(path.join(pkg, f))) throw new Error(`${pkg}/${f} is missing: run \`bash scripts/build-client --pack\` first`);
@@ -58,6 +62,7 @@ function stage() {
   cpSync(path.join(here, 'bench.js'), path.join(dir, 'bench.js'));
   // The whole package directory, whatever files it is made of.
   cpSync(pkg, path.join(dir, 'pkg'), { recursive: true });
+  if (basePkg) cpSync(path.resolve(basePkg), path.join(dir, 'pkg-base'), { recursive: true });
   return dir;
 }
 
@@ -131,7 +136,8 @@ const MODES = ['eventsource', 'channel-sse', 'websocket', 'channel-ws'];
 
 async function main() {
   const a = args();
-  const dir = stage();
+  const dir = stage(a['base-pkg']);
+  if (a['base-pkg']) MODES.push('base-channel-sse', 'base-channel-ws');
   const { url, child } = await startGateway(a['gateway-bin'], dir);
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -214,6 +220,17 @@ async function main() {
     ratio_ws_to_websocket_backlog_median: ratio('backlog', 'channel-ws', 'websocket'),
     ratio_ws_to_websocket_live_median: ratio('live', 'channel-ws', 'websocket'),
   });
+  if (a['base-pkg']) {
+    Object.assign(result, {
+      ratio_base_sse_backlog_median: ratio('backlog', 'base-channel-sse'),
+      ratio_base_ws_backlog_median: ratio('backlog', 'base-channel-ws'),
+      ratio_base_sse_live_median: ratio('live', 'base-channel-sse'),
+      ratio_base_ws_live_median: ratio('live', 'base-channel-ws'),
+      // This build against the base build, run by run.
+      ratio_sse_to_base_backlog_median: ratio('backlog', 'channel-sse', 'base-channel-sse'),
+      ratio_ws_to_base_backlog_median: ratio('backlog', 'channel-ws', 'base-channel-ws'),
+    });
+  }
   // The headline: the backlog ratio isolates the client; the live one can be
   // capped by the publisher (see publish_median).
   result.ratio_sse_median = result.ratio_sse_backlog_median ?? result.ratio_sse_live_median;
