@@ -4,9 +4,10 @@
 //! Each rule is the one the official CloudEvents SDKs enforce when they parse
 //! an event, so that nothing the gateway relays makes a consumer's SDK throw.
 
+use crate::prelude::*;
+use core::fmt;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
 use serde::{Serialize, Serializer};
-use std::fmt;
 
 /// Longest extension attribute name (the CloudEvents spec's "SHOULD NOT
 /// exceed 20 characters").

@@ -7,10 +7,10 @@ use crate::attr::{self, ExtValue, MAX_EXTENSION_VALUE_LEN, MAX_EXTENSIONS};
 use crate::error::{ErrorCode, ProtocolError};
 use crate::prelude::*;
 use crate::topic::Topic;
+use core::fmt;
+use core::marker::PhantomData;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use std::fmt;
-use std::marker::PhantomData;
 
 pub use crate::attr::is_rfc3339;
 
