@@ -79,10 +79,11 @@ async fn run(
 ) -> Result<Row, String> {
     let mut t = target.clone();
     t.extra_args.extend(flags.iter().cloned());
-    t.extra_args
-        .extend(["--history-max-events".into(), "100000".into()]);
     let gw = t
-        .start(&format!("durable-{name}"), &Needs::default())
+        .start(
+            &format!("durable-{}", name.replace('/', "-")),
+            &Needs::default(),
+        )
         .await?;
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicU64::new(0));
@@ -125,6 +126,13 @@ async fn run(
     })
 }
 
+fn needs(history_events: usize) -> Needs {
+    Needs {
+        history_events,
+        ..Needs::default()
+    }
+}
+
 fn dir_bytes(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -153,8 +161,6 @@ async fn restart(
         "disk",
         "--fsync",
         "never",
-        "--history-max-events",
-        "0",
         "--history-max-bytes",
         "0",
         "--data-dir",
@@ -162,7 +168,7 @@ async fn restart(
     let mut t = target.clone();
     t.extra_args.extend(flags.iter().map(|s| s.to_string()));
     t.extra_args.push(data.display().to_string());
-    let gw = t.start("durable-fill", &Needs::default()).await?;
+    let gw = t.start("durable-fill", &needs(2 * events as usize)).await?;
     let per = events / 8;
     let mut tasks = Vec::new();
     for p in 0..8 {
@@ -188,11 +194,15 @@ async fn restart(
     gw.stop().await;
     let data_bytes = dir_bytes(&data);
     let t0 = Instant::now();
-    let gw = t.start("durable-restart", &Needs::default()).await?;
+    let gw = t
+        .start("durable-restart", &needs(2 * events as usize))
+        .await?;
     let graceful_ready_s = t0.elapsed().as_secs_f64();
     gw.kill().await;
     let t0 = Instant::now();
-    let gw = t.start("durable-restart-kill", &Needs::default()).await?;
+    let gw = t
+        .start("durable-restart-kill", &needs(2 * events as usize))
+        .await?;
     let sigkill_ready_s = t0.elapsed().as_secs_f64();
     gw.stop().await;
     Ok(Restart {
@@ -218,7 +228,13 @@ pub async fn all(
     let dir = std::env::temp_dir().join(format!("eventwire-bench-durable-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut rows = Vec::new();
-    for (name, flags) in engines(&dir) {
+    // A zero duration runs only the restart measurement.
+    let engines = if duration.is_zero() {
+        Vec::new()
+    } else {
+        engines(&dir)
+    };
+    for (name, flags) in engines {
         for publishers in [1, 16, 64] {
             for batch in [1, 100] {
                 let row = run(

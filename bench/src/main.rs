@@ -158,7 +158,7 @@ enum Cmd {
     /// memory; 1, 16, 64 publishers; single events and batches of 100), and
     /// the restart time with many retained events. Prints a Markdown table.
     Durable {
-        /// Seconds of publishing per run.
+        /// Seconds of publishing per run (0: only the restart measurement).
         #[arg(long, default_value_t = 5)]
         duration: u64,
         /// Events retained for the restart measurement (0 skips it).
