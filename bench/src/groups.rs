@@ -50,7 +50,7 @@ struct Seen {
 
 pub async fn run(target: &Target, plan: &Plan) -> Outcome {
     let mut out = Outcome {
-        engine: "memory".into(),
+        engine: "?".into(),
         workers: plan.workers,
         batch: plan.batch,
         events: plan.events,
@@ -73,6 +73,12 @@ pub async fn run(target: &Target, plan: &Plan) -> Outcome {
             return out;
         }
     };
+    // The engine is whatever the gateway runs (its flags decide): ask it.
+    if let Ok(ready) = crate::http::get(gw.addr, "/readyz").await
+        && let Ok(v) = serde_json::from_str::<Value>(&ready)
+    {
+        out.engine = v["engine"].as_str().unwrap_or("?").to_owned();
+    }
     if let Err(e) = measure(gw.addr, plan, &mut out).await {
         out.error = Some(e);
     }
