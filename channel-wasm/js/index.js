@@ -5,10 +5,27 @@ import init, { Channel } from './eventwire_channel.js';
 
 let loading;
 
-/** Loads the wasm module once. `connect` calls it; users never need to. */
+/** Loads the wasm module once. `connect` calls it; users never need to.
+ * Under Node the module sits beside this file as a file: URL, which Node's
+ * fetch cannot read: the bytes come from disk instead. getBuiltinModule
+ * (Node 20.16+) keeps bundlers from seeing a Node import in browser builds. */
 function load() {
-  loading ??= init({ module_or_path: new URL('./eventwire_channel_bg.wasm', import.meta.url) });
+  const url = new URL('./eventwire_channel_bg.wasm', import.meta.url);
+  const fs = url.protocol === 'file:' && globalThis.process?.getBuiltinModule?.('fs');
+  loading ??= init({ module_or_path: fs ? fs.readFileSync(url) : url });
   return loading;
+}
+
+const has = (name) => typeof globalThis[name] == 'function';
+
+/** The transport to ask for. Node 22+ has WebSocket but no EventSource,
+ * so `auto` means WebSocket there; a runtime without what the transport
+ * needs (Node 20 has no WebSocket) is refused with a code. */
+function transportFor(t = 'auto') {
+  if (t == 'auto' && !has('EventSource')) t = 'websocket';
+  const need = t == 'sse' ? 'EventSource' : t == 'websocket' ? 'WebSocket' : 0;
+  if (need && !has(need)) throw failure('unsupported_runtime', `no ${need} in this runtime (Node needs 22+)`);
+  return t;
 }
 
 function failure(code, message) {
@@ -26,8 +43,9 @@ export class EventChannel {
 
   /** Connects, and resolves once the gateway has welcomed the channel. */
   static async connect(options) {
+    const transport = transportFor(options.transport);
     await load();
-    const raw = new Channel(options);
+    const raw = new Channel({ ...options, transport });
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
     await new Promise((resolve, reject) => {
       let timer;
