@@ -5,9 +5,9 @@ use crate::engine::{Engine, EngineError};
 use crate::error::ApiError;
 use crate::groups::http as groups;
 use crate::groups::{GroupStore, Groups, MemoryGroupStore};
-use crate::hub::Hub;
-use crate::limits::{ConnLimit, PerIp};
-use crate::listener::{ClientAddr, GatewayListener};
+use crate::hub::{Hub, HubLimits};
+use crate::limits::{Budget, ConnLimit, PerIp};
+use crate::listener::GatewayListener;
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::transport::{publish, sse, ws};
@@ -79,14 +79,7 @@ impl Gateway {
         let auth = config.auth.authenticator().map_err(StartError::Config)?;
         let prometheus = crate::metrics::recorder();
         let metrics = Arc::new(Metrics::new());
-        let hub = Hub::start(
-            engine,
-            metrics.clone(),
-            config.max_subscriptions,
-            config.outbox_bytes,
-            config.write_delay,
-        )
-        .await?;
+        let hub = Hub::start(engine, metrics.clone(), HubLimits::from_config(&config)).await?;
         Ok(Gateway {
             shared: Arc::new(Shared {
                 limit: ConnLimit::new(config.max_connections),
@@ -94,6 +87,12 @@ impl Gateway {
                 connects: PerIp::new(config.connect_rate, config.connect_burst, "new connections"),
                 posts: PerIp::new(config.emit_rate, config.emit_burst, "events"),
                 groups,
+                bodies: Budget::new(
+                    config.max_body_buffer_bytes,
+                    config.queue_timeout,
+                    "request body bytes being read",
+                ),
+                publishing: tokio::sync::RwLock::new(()),
                 config,
                 hub,
                 metrics,
@@ -127,34 +126,17 @@ impl Gateway {
             tokio::spawn(async move {
                 shutdown.cancelled().await;
                 shared.shutdown.cancel();
+                // Every event acknowledged before the signal reaches the
+                // connections' queues before they are told to close.
+                drop(shared.publishing.write().await);
+                shared.hub.settle(shared.config.shutdown_timeout / 2).await;
                 shared.hub.close_all(ProtocolError::new(
                     ErrorCode::ShuttingDown,
                     "the gateway is shutting down; reconnect",
                 ));
             });
         }
-        let serve = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<ClientAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let deadline = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(shared.config.shutdown_timeout).await;
-        };
-        tokio::select! {
-            r = serve => r?,
-            _ = deadline => {
-                tracing::warn!("shutdown timeout reached with connections still open");
-                return Ok(());
-            }
-        }
-        // Upgraded WebSockets are not tracked by the HTTP server: wait until
-        // every streaming connection has let go of its socket (its permit).
-        let until = tokio::time::Instant::now() + shared.config.shutdown_timeout;
-        while shared.limit.in_use() > 0 && tokio::time::Instant::now() < until {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        crate::serve::run(shared, listener, app, shutdown).await;
         Ok(())
     }
 }

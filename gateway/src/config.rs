@@ -78,6 +78,47 @@ pub struct Config {
     #[arg(long, env = "EVENTWIRE_WRITE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub write_timeout: Duration,
 
+    /// A client must send a request's head (request line and headers) within
+    /// this, counted from when the gateway starts waiting for it; otherwise
+    /// its socket is closed. Also how long a keep-alive socket may idle.
+    #[arg(long, env = "EVENTWIRE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Most sockets with no request in progress (still sending a request's
+    /// head, or keep-alive between requests). A new socket over this closes
+    /// the one that has waited longest.
+    #[arg(long, env = "EVENTWIRE_MAX_IDLE_CONNECTIONS", default_value_t = 1024)]
+    pub max_idle_connections: usize,
+
+    /// A request body (`POST /v1/events`) must arrive in full within this.
+    #[arg(long, env = "EVENTWIRE_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Bytes of request bodies being read at once, all requests together.
+    /// A request reserves its `Content-Length` (or the body limit when it
+    /// sends none) before its body is read.
+    #[arg(long, env = "EVENTWIRE_MAX_BODY_BUFFER_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_body_buffer_bytes: usize,
+
+    /// Bytes of events accepted from this gateway's publishers but not yet
+    /// routed to its connections. Publishers wait while it is full.
+    #[arg(long, env = "EVENTWIRE_ROUTE_BACKLOG_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub route_backlog_bytes: usize,
+
+    /// Most single-segment wildcards (`*`) in one subscription pattern. Each
+    /// one can double the trie branches an event is routed through.
+    #[arg(long, env = "EVENTWIRE_MAX_PATTERN_WILDCARDS", default_value_t = 4)]
+    pub max_pattern_wildcards: usize,
+
+    /// History reads (`GET /v1/events` and resume replays) running at once.
+    #[arg(long, env = "EVENTWIRE_MAX_HISTORY_READS", default_value_t = 4)]
+    pub max_history_reads: usize,
+
+    /// How long a publish, a request body or a history read waits for room
+    /// under its bound before it is answered `503 overloaded`.
+    #[arg(long, env = "EVENTWIRE_QUEUE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub queue_timeout: Duration,
+
     /// On shutdown, how long to wait for connections to drain.
     #[arg(long, env = "EVENTWIRE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

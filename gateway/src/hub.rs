@@ -6,17 +6,21 @@
 //! between is lost or delivered twice.
 
 use crate::conn::{Conn, Out, Transport};
-use crate::engine::{Engine, EngineError, HistoryQuery};
+use crate::engine::position::Position;
+use crate::engine::{Accepted, Engine, EngineError, History, HistoryQuery, NewEvent};
 use crate::flush::Flusher;
+use crate::limits::Budget;
 use crate::metrics::Metrics;
 use crate::sublist::Sublist;
 use bytes::Bytes;
+use eventwire_protocol::topic::Segment;
 use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Events read from history per engine call during a replay.
 const REPLAY_PAGE: usize = 512;
@@ -35,7 +39,47 @@ pub struct Hub {
     /// under the trie's write lock, it is exactly the position after which
     /// a newly registered connection gets every matching event.
     routed: Mutex<Routed>,
+    /// Publish backpressure: bytes of events this gateway accepted that the
+    /// routing task has not reached yet. The engine's stream to the hub is
+    /// unbounded; this budget is what keeps it short.
+    backlog: Budget,
+    /// Backlog permits by the offset of their event, released once routing
+    /// passes that offset.
+    unrouted: Mutex<BTreeMap<u64, Vec<OwnedSemaphorePermit>>>,
+    max_wildcards: usize,
+    /// History reads running at once (HTTP reads and resume replays).
+    reads: Budget,
 }
+
+/// The hub's own bounds, from configuration.
+#[derive(Debug, Clone)]
+pub struct HubLimits {
+    pub max_subscriptions: usize,
+    pub outbox_bytes: usize,
+    pub write_delay: Duration,
+    pub route_backlog_bytes: usize,
+    pub max_pattern_wildcards: usize,
+    pub max_history_reads: usize,
+    pub queue_timeout: Duration,
+}
+
+impl HubLimits {
+    pub fn from_config(c: &crate::Config) -> HubLimits {
+        HubLimits {
+            max_subscriptions: c.max_subscriptions,
+            outbox_bytes: c.outbox_bytes,
+            write_delay: c.write_delay,
+            route_backlog_bytes: c.route_backlog_bytes,
+            max_pattern_wildcards: c.max_pattern_wildcards,
+            max_history_reads: c.max_history_reads,
+            queue_timeout: c.queue_timeout,
+        }
+    }
+}
+
+/// A publish's place in the routing backlog, taken before the engine sees
+/// the event; see [`Hub::reserve`] and [`Hub::routing`].
+pub struct Reservation(OwnedSemaphorePermit);
 
 enum Routed {
     Start(String),
@@ -56,10 +100,14 @@ impl Hub {
     pub async fn start(
         engine: Arc<dyn Engine>,
         metrics: Arc<Metrics>,
-        max_subscriptions: usize,
-        outbox_bytes: usize,
-        write_delay: Duration,
+        limits: HubLimits,
     ) -> Result<Arc<Hub>, EngineError> {
+        let HubLimits {
+            max_subscriptions,
+            outbox_bytes,
+            write_delay,
+            ..
+        } = limits;
         let sub = engine
             .subscribe(Pattern::parse(">").expect("valid"))
             .await?;
@@ -76,6 +124,18 @@ impl Hub {
             outbox_bytes,
             flusher: (!write_delay.is_zero()).then(|| Flusher::start(write_delay)),
             routed: Mutex::new(Routed::Start(sub.from)),
+            backlog: Budget::new(
+                limits.route_backlog_bytes,
+                limits.queue_timeout,
+                "event bytes waiting to be routed",
+            ),
+            unrouted: Mutex::new(BTreeMap::new()),
+            max_wildcards: limits.max_pattern_wildcards,
+            reads: Budget::new(
+                limits.max_history_reads,
+                limits.queue_timeout,
+                "history reads at once",
+            ),
         });
         let weak = Arc::downgrade(&hub);
         tokio::spawn(async move {
@@ -114,7 +174,9 @@ impl Hub {
                             overflowed.push(conn.clone());
                         }
                     });
+                    let offset = ev.offset;
                     *hub.routed.lock() = Routed::Event(ev);
+                    hub.routed_through(offset);
                 }
                 // Unregister at once: a stalled socket may not notice its
                 // close for a while, and routing to it meanwhile is waste.
@@ -125,6 +187,82 @@ impl Hub {
             }
         });
         Ok(hub)
+    }
+
+    /// Takes room in the routing backlog for events about to be published:
+    /// waits while the hub is behind, then `overloaded`.
+    pub async fn reserve(&self, events: &[NewEvent]) -> Result<Reservation, ProtocolError> {
+        // The envelope's attributes are at most a few hundred bytes; `data`
+        // is what varies.
+        let size = events
+            .iter()
+            .map(|e| e.envelope.data.as_ref().map_or(0, |d| d.get().len()) + 512)
+            .sum();
+        Ok(Reservation(self.backlog.take(size).await?))
+    }
+
+    /// Holds a reservation until routing has passed the newest of the
+    /// positions the engine gave the events. Duplicates are not routed
+    /// again; a reservation with nothing new is given back at once.
+    pub fn routing<'a>(
+        &self,
+        reservation: Reservation,
+        accepted: impl IntoIterator<Item = &'a Accepted>,
+    ) {
+        let Some(offset) = accepted
+            .into_iter()
+            .filter(|a| !a.duplicate)
+            .filter_map(|a| Position::parse(&a.seq).ok().map(|p| p.offset))
+            .max()
+        else {
+            return;
+        };
+        let mut unrouted = self.unrouted.lock();
+        // Checked under the lock `routed_through` takes, so a reservation
+        // is never parked after its event was routed.
+        if self.routed_offset() >= offset {
+            return;
+        }
+        unrouted.entry(offset).or_default().push(reservation.0);
+    }
+
+    fn routed_offset(&self) -> u64 {
+        match &*self.routed.lock() {
+            Routed::Event(e) => e.offset,
+            Routed::Start(s) => Position::parse(s).map_or(0, |p| p.offset),
+        }
+    }
+
+    /// Releases the reservations of events up to `offset`.
+    fn routed_through(&self, offset: u64) {
+        let mut unrouted = self.unrouted.lock();
+        if unrouted
+            .first_key_value()
+            .is_some_and(|(k, _)| *k <= offset)
+        {
+            let later = unrouted.split_off(&(offset + 1));
+            *unrouted = later;
+        }
+    }
+
+    /// Waits (at most `within`) until every event published through this
+    /// gateway has been routed, e.g. before shutdown closes connections.
+    pub async fn settle(&self, within: Duration) {
+        let until = tokio::time::Instant::now() + within;
+        while !self.unrouted.lock().is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Bytes reserved in the routing backlog now.
+    pub fn backlog_bytes(&self) -> usize {
+        self.backlog.in_use()
+    }
+
+    /// Reads history within the bound on concurrent reads.
+    pub async fn history(&self, query: HistoryQuery) -> Result<History, ProtocolError> {
+        let _slot = self.reads.take(1).await?;
+        Ok(self.engine.history(query).await?)
     }
 
     pub fn engine(&self) -> &Arc<dyn Engine> {
@@ -198,6 +336,15 @@ impl Hub {
         patterns: &[Pattern],
         then: impl FnOnce(&str),
     ) -> Result<String, ProtocolError> {
+        if let Some(p) = patterns.iter().find(|p| wildcards(p) > self.max_wildcards) {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidPattern,
+                format!(
+                    "{p}: a pattern may hold at most {} `*` wildcards",
+                    self.max_wildcards
+                ),
+            ));
+        }
         let mut mine = conn.patterns.lock();
         let mut fresh: Vec<&Pattern> = Vec::new();
         for p in patterns {
@@ -289,7 +436,13 @@ impl Hub {
                 since: Some(cursor.clone()),
                 limit: REPLAY_PAGE,
             };
-            let page = match self.engine.history(query).await {
+            // A replay waits its turn among history reads rather than
+            // failing: its connection is already counted and bounded.
+            let page = {
+                let _slot = self.reads.take_patiently(1).await;
+                self.engine.history(query).await
+            };
+            let page = match page {
                 Ok(page) => page,
                 Err(e) => return self.end(&conn, e.into(), true),
             };
@@ -342,6 +495,18 @@ impl Hub {
     }
 }
 
+/// Single-segment wildcards in a pattern. Routing an event visits at most
+/// one trie node per distinct prefix that matches its topic; with at most
+/// `w` wildcards per pattern, a topic of 16 segments meets at most
+/// sum over depths d of sum over j <= w of C(d, j) such prefixes (9,401
+/// for w = 4), however many patterns there are.
+fn wildcards(p: &Pattern) -> usize {
+    p.segments()
+        .iter()
+        .filter(|s| matches!(s, Segment::One))
+        .count()
+}
+
 /// Shared by both transports' writers: what the gateway counts once a
 /// batch has been handed to the socket.
 pub fn record_batch(metrics: &Metrics, transport: Transport, batch: &[Out]) {
@@ -365,8 +530,8 @@ pub fn record_batch(metrics: &Metrics, transport: Transport, batch: &[Out]) {
 mod tests {
     use super::*;
     use crate::conn::Taken;
+    use crate::engine::Subscription;
     use crate::engine::memory::{MemoryConfig, MemoryEngine};
-    use crate::engine::{Accepted, History, NewEvent, Subscription};
     use async_trait::async_trait;
 
     /// The memory engine, but with a handle to report lost events, as the
@@ -408,9 +573,7 @@ mod tests {
         let hub = Hub::start(
             engine.clone(),
             Arc::new(Metrics::new()),
-            8,
-            1 << 20,
-            Duration::ZERO,
+            HubLimits::from_config(&crate::Config::defaults()),
         )
         .await
         .unwrap();

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod origin;
+pub mod serve;
 pub mod shutdown;
 pub mod state;
 pub mod static_files;

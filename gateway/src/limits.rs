@@ -55,6 +55,63 @@ impl Drop for ConnPermit {
     }
 }
 
+/// A shared allowance of some resource (bytes of request bodies being read,
+/// bytes of events waiting to be routed, history reads running), taken in
+/// units before the work starts and given back when the permit drops.
+/// Waiting for room is bounded: past `wait`, the caller is told
+/// `overloaded` instead of queueing without end.
+pub struct Budget {
+    units: Arc<tokio::sync::Semaphore>,
+    total: usize,
+    wait: std::time::Duration,
+    what: &'static str,
+}
+
+impl Budget {
+    pub fn new(total: usize, wait: std::time::Duration, what: &'static str) -> Budget {
+        // A semaphore holds at most `MAX_PERMITS`; a take is at most u32::MAX.
+        let total = total.clamp(1, u32::MAX as usize);
+        Budget {
+            units: Arc::new(tokio::sync::Semaphore::new(total)),
+            total,
+            wait,
+            what,
+        }
+    }
+
+    /// Takes `n` units (at most the whole budget, so a single large take can
+    /// always eventually succeed), waiting up to the budget's wait.
+    pub async fn take(&self, n: usize) -> Result<tokio::sync::OwnedSemaphorePermit, ProtocolError> {
+        let n = n.clamp(1, self.total) as u32;
+        match tokio::time::timeout(self.wait, self.units.clone().acquire_many_owned(n)).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ProtocolError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "the gateway is at its limit of {} and no room came free within {:?}; retry with backoff",
+                    self.what, self.wait
+                ),
+            )),
+        }
+    }
+
+    /// Takes `n` units, waiting as long as it takes: for work that already
+    /// holds a bounded resource (a streaming connection's replay).
+    pub async fn take_patiently(&self, n: usize) -> tokio::sync::OwnedSemaphorePermit {
+        let n = n.clamp(1, self.total) as u32;
+        self.units
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// Units taken now.
+    pub fn in_use(&self) -> usize {
+        self.total - self.units.available_permits()
+    }
+}
+
 /// A token bucket: `burst` tokens at most, refilled at `rate` per second.
 /// A rate of 0 means unlimited.
 #[derive(Debug, Clone)]
@@ -162,6 +219,21 @@ mod tests {
         drop(a);
         assert!(limit.try_acquire().is_ok());
         assert_eq!(limit.in_use(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_budget_waits_then_answers_overloaded() {
+        let b = Budget::new(10, std::time::Duration::from_millis(50), "test units");
+        let big = b.take(1_000).await.unwrap();
+        assert_eq!(
+            b.in_use(),
+            10,
+            "a take larger than the budget takes all of it"
+        );
+        assert_eq!(b.take(1).await.unwrap_err().code, ErrorCode::Overloaded);
+        drop(big);
+        let _a = b.take(4).await.unwrap();
+        assert_eq!(b.in_use(), 4);
     }
 
     #[test]

@@ -94,15 +94,8 @@ impl Listener for GatewayListener {
 }
 
 /// The peer's address, for per-address limits. Handlers read it through
-/// `ConnectInfo<ClientAddr>`; it is absent when the router is served some
-/// other way, and then no per-address limit applies.
+/// `ConnectInfo<ClientAddr>`, which the server loop (`serve.rs`) puts on
+/// every request; it is absent when the router is served some other way,
+/// and then no per-address limit applies.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GatewayListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, GatewayListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}

@@ -6,7 +6,7 @@ use crate::auth::{Authenticator, Identity};
 use crate::config::Config;
 use crate::groups::Groups;
 use crate::hub::Hub;
-use crate::limits::{ConnLimit, PerIp};
+use crate::limits::{Budget, ConnLimit, PerIp};
 use crate::listener::ClientAddr;
 use crate::metrics::Metrics;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -28,6 +28,12 @@ pub struct Shared {
     /// POSTs made with user tokens, per client address.
     pub posts: PerIp,
     pub groups: Arc<Groups>,
+    /// Bytes of request bodies being read at once.
+    pub bodies: Budget,
+    /// Held shared by every publish from its shutdown check until the
+    /// engine has answered; shutdown takes it exclusively, so once it has,
+    /// no acknowledged publish can still be on its way to the hub.
+    pub publishing: tokio::sync::RwLock<()>,
 }
 
 /// The client's address as the listener saw it, when the router was served

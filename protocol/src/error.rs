@@ -53,6 +53,12 @@ pub enum ErrorCode {
     TokenExpired,
     /// Too many emits or connections; slow down.
     RateLimited,
+    /// The gateway is at a bound that protects it (events waiting to be
+    /// routed, request bodies being read, history reads) and could not make
+    /// room in time; retry with backoff.
+    Overloaded,
+    /// The client did not send its request body within the body timeout.
+    RequestTimeout,
     /// No such route.
     NotFound,
     /// The route exists but not with this method.
@@ -90,6 +96,8 @@ impl ErrorCode {
         ErrorCode::Forbidden,
         ErrorCode::TokenExpired,
         ErrorCode::RateLimited,
+        ErrorCode::Overloaded,
+        ErrorCode::RequestTimeout,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::GroupNotFound,
@@ -121,6 +129,8 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::GroupNotFound => "group_not_found",
@@ -136,7 +146,9 @@ impl ErrorCode {
             ErrorCode::EventTooLarge | ErrorCode::BatchTooLarge => 413,
             ErrorCode::TooManyConnections
             | ErrorCode::ShuttingDown
-            | ErrorCode::EngineUnavailable => 503,
+            | ErrorCode::EngineUnavailable
+            | ErrorCode::Overloaded => 503,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::NotFound | ErrorCode::GroupNotFound => 404,
             ErrorCode::GroupConflict => 409,
             ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,

@@ -153,20 +153,32 @@ impl Engine for MemoryEngine {
 
     async fn history(&self, query: HistoryQuery) -> Result<History, EngineError> {
         let since = query.since.as_deref().map(Position::parse).transpose()?;
-        let st = self.state.lock();
-        let first = st.first_offset();
-        let Some(Window {
-            start,
-            recovered,
-            after,
-        }) = Window::of(since.as_ref(), &self.epoch, first, st.next_offset - 1)
-        else {
-            return Ok(History::default());
+        // Publishers need this lock: hold it only to copy out handles to the
+        // events after `since` (one reference count each), and match them
+        // against the patterns after letting go.
+        let (candidates, recovered, after) = {
+            let st = self.state.lock();
+            let first = st.first_offset();
+            let Some(Window {
+                start,
+                recovered,
+                after,
+            }) = Window::of(since.as_ref(), &self.epoch, first, st.next_offset - 1)
+            else {
+                return Ok(History::default());
+            };
+            let skip = (start - first) as usize;
+            let candidates: Vec<Arc<Event>> = st.ring.range(skip..).cloned().collect();
+            (candidates, recovered, after)
         };
-        let skip = (start - first) as usize;
         let mut events = Vec::new();
         let mut more = false;
-        for ev in st.ring.iter().skip(skip) {
+        for (i, ev) in candidates.into_iter().enumerate() {
+            // A long scan gives the runtime's threads back now and then, so
+            // publishes and deliveries on the same thread are not held up.
+            if i % 256 == 255 {
+                tokio::task::yield_now().await;
+            }
             if !query.patterns.iter().any(|p| p.matches(ev.topic.as_str())) {
                 continue;
             }
@@ -174,7 +186,7 @@ impl Engine for MemoryEngine {
                 more = true;
                 break;
             }
-            events.push(ev.clone());
+            events.push(ev);
         }
         Ok(History {
             events,

@@ -56,13 +56,23 @@ async fn accept_batch(
     shared: &Shared,
     events: Vec<NewEvent>,
 ) -> Vec<Result<Accepted, ProtocolError>> {
+    let shutting_down =
+        || ProtocolError::new(ErrorCode::ShuttingDown, "the gateway is shutting down");
     if shared.shutdown.is_cancelled() {
-        return vec![Err(ProtocolError::new(
-            ErrorCode::ShuttingDown,
-            "the gateway is shutting down",
-        ))];
+        return vec![Err(shutting_down())];
+    }
+    // Backpressure: while the hub is behind, publishers wait here (then get
+    // `overloaded`) rather than growing the queue in front of it.
+    let reservation = match shared.hub.reserve(&events).await {
+        Ok(r) => r,
+        Err(e) => return vec![Err(e)],
+    };
+    let _open = shared.publishing.read().await;
+    if shared.shutdown.is_cancelled() {
+        return vec![Err(shutting_down())];
     }
     let results = shared.hub.engine().publish_batch(events).await;
+    shared.hub.routing(reservation, results.iter().flatten());
     for a in results.iter().flatten() {
         if a.duplicate {
             shared.metrics.duplicates.increment(1);
@@ -88,6 +98,58 @@ pub fn body_limit(config: &crate::Config) -> usize {
         .saturating_add(1024)
 }
 
+/// Reads a POST body within its bounds: a declared length over the limit is
+/// refused before a byte is read, as is a caller who may publish nothing;
+/// the body's bytes are reserved from the gateway-wide body budget while it
+/// is read; and it must arrive within the body timeout.
+async fn read_body(
+    shared: &Shared,
+    identity: &Identity,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, ApiError> {
+    let limit = body_limit(&shared.config);
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::BatchTooLarge,
+            format!(
+                "request body is over {limit} bytes (at most {} events of {} bytes)",
+                shared.config.max_batch, shared.config.max_event_bytes
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    if identity.rights.publish.is_empty() {
+        return Err(identity.refusal(format_args!("publishing")).into());
+    }
+    let _reserved = shared
+        .bodies
+        .take(declared.map_or(limit, |n| n as usize))
+        .await?;
+    match tokio::time::timeout(
+        shared.config.body_timeout,
+        axum::body::to_bytes(body, limit),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!(
+                "the request body did not arrive within {:?}",
+                shared.config.body_timeout
+            ),
+        )),
+    }
+}
+
 pub async fn post(
     State(shared): State<Arc<Shared>>,
     peer: Peer,
@@ -105,16 +167,7 @@ pub async fn post(
         }
         Ok(())
     };
-    let limit = body_limit(&shared.config);
-    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::BatchTooLarge,
-            format!(
-                "request body is over {limit} bytes (at most {} events of {} bytes)",
-                shared.config.max_batch, shared.config.max_event_bytes
-            ),
-        )
-    })?;
+    let bytes = read_body(&shared, &identity, &headers, body).await?;
     let source = "eventwire/http";
     if super::ce_binary::is_binary(&headers) {
         let text = super::ce_binary::envelope_text(&headers, &bytes)?;
@@ -258,7 +311,6 @@ pub async fn history(
     }
     let h = shared
         .hub
-        .engine()
         .history(HistoryQuery {
             patterns,
             since: q.since,
