@@ -125,8 +125,9 @@ impl Gateway {
     /// Samples RSS and open descriptors every 50 ms, and probes `/healthz`
     /// every 200 ms, until the returned monitor is finished.
     pub fn monitor(self: &Arc<Self>) -> Monitor {
-        let m = Monitor {
+        let mut m = Monitor {
             inner: Arc::new(MonitorInner::default()),
+            prober: None,
         };
         let inner = m.inner.clone();
         let gw = self.clone();
@@ -141,7 +142,7 @@ impl Gateway {
         });
         let inner = m.inner.clone();
         let gw = self.clone();
-        tokio::spawn(async move {
+        m.prober = Some(tokio::spawn(async move {
             while !inner.done.load(Ordering::Acquire) {
                 let t = Instant::now();
                 // A client under attack retries on a fresh connection; three
@@ -160,7 +161,7 @@ impl Gateway {
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-        });
+        }));
         m
     }
 }
@@ -196,11 +197,17 @@ struct MonitorInner {
 
 pub struct Monitor {
     inner: Arc<MonitorInner>,
+    prober: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Monitor {
-    pub fn finish(&self, r: &mut Report) {
+    /// Stops sampling; a `/healthz` probe still in flight is waited for, so
+    /// one stuck behind the attack counts.
+    pub async fn finish(&mut self, r: &mut Report) {
         self.inner.done.store(true, Ordering::Release);
+        if let Some(p) = self.prober.take() {
+            let _ = p.await;
+        }
         r.peak_rss_mib = self.inner.peak_rss.load(Ordering::Relaxed);
         r.peak_fds = self.inner.peak_fds.load(Ordering::Relaxed) as usize;
         r.healthz_failures = self.inner.healthz_failures.load(Ordering::Relaxed);
@@ -257,7 +264,7 @@ pub async fn slowloris(bin: &str, scale: usize) -> Report {
         )
         .await,
     );
-    let monitor = gw.monitor();
+    let mut monitor = gw.monitor();
     let total = 3000 * scale;
     let opened = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -284,7 +291,7 @@ pub async fn slowloris(bin: &str, scale: usize) -> Report {
     // Hold them a while longer: /healthz must keep answering.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut r = Report::default();
-    monitor.finish(&mut r);
+    monitor.finish(&mut r).await;
     drop(held);
     // One more half-open socket, with no attack around it: closed by the
     // header timeout (3 s), not by eviction.
@@ -316,7 +323,7 @@ pub async fn unfinished_bodies(bin: &str, scale: usize) -> Report {
         )
         .await,
     );
-    let monitor = gw.monitor();
+    let mut monitor = gw.monitor();
     // The default body limit: 100 events of 64 KiB, plus 1 KiB.
     let declared = 64 * 1024 * 100 + 1024;
     let chunk = Arc::new(vec![b' '; 64 * 1024]);
@@ -368,7 +375,7 @@ pub async fn unfinished_bodies(bin: &str, scale: usize) -> Report {
             None => r.unanswered += 1,
         }
     }
-    monitor.finish(&mut r);
+    monitor.finish(&mut r).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     r.rss_after_mib = gw.rss_mib();
     r
@@ -482,7 +489,7 @@ pub async fn routing_flood(bin: &str, scale: usize) -> Report {
             }
         })
     };
-    let monitor = gw.monitor();
+    let mut monitor = gw.monitor();
     let flood_for = Duration::from_secs(5);
     let stop = Arc::new(AtomicBool::new(false));
     let payload = "x".repeat(8 * 1024);
@@ -556,7 +563,7 @@ pub async fn routing_flood(bin: &str, scale: usize) -> Report {
         .map(|t| t.elapsed().as_millis() as u64)
         .max()
         .unwrap_or(0);
-    monitor.finish(&mut r);
+    monitor.finish(&mut r).await;
     r.statuses = statuses.snapshot();
     sse_task.abort();
     drop(holders);
@@ -609,7 +616,7 @@ pub async fn history_storm(bin: &str, scale: usize) -> Report {
             .collect();
         assert_eq!(post(batch.to_string()).await.unwrap().status(), 200);
     }
-    let monitor = gw.monitor();
+    let mut monitor = gw.monitor();
     let query: String = (0..64)
         .map(|i| format!("topic=nomatch{i}.*.%3E"))
         .collect::<Vec<_>>()
@@ -680,7 +687,7 @@ pub async fn history_storm(bin: &str, scale: usize) -> Report {
     r.publish_failures = failures;
     r.publish_p50_ms = percentile(&lat, 0.5);
     r.publish_p99_ms = percentile(&lat, 0.99);
-    monitor.finish(&mut r);
+    monitor.finish(&mut r).await;
     r
 }
 
