@@ -17,7 +17,11 @@ async fn spawn_gateway() -> (Child, String) {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_eventwire-gateway"))
+    // `EVENTWIRE_HOSTILE_BIN` runs these against another build (e.g. to
+    // check that a regression test fails on the old gateway).
+    let bin = std::env::var("EVENTWIRE_HOSTILE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_eventwire-gateway").to_owned());
+    let child = Command::new(bin)
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
