@@ -158,8 +158,13 @@ impl Server {
                     .with_upgrades(),
             );
             tokio::select! {
-                _ = conn.as_mut() => {}
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::trace!(%addr, error = %e, "connection failed");
+                    }
+                }
                 _ = member.evicted.cancelled() => {
+                    tracing::trace!(%addr, "idle connection evicted");
                     // A socket that never finished a request is dropped at
                     // once; a keep-alive one is closed between requests.
                     if member.served.load(Ordering::Acquire) {
@@ -175,6 +180,8 @@ impl Server {
             drop(conn);
             pool.leave(&member);
             member.gone.cancel();
+            // Like axum::serve's: what a trace-level log shows per socket.
+            tracing::trace!(%addr, "connection closed");
         });
         evicted
     }
