@@ -5,12 +5,13 @@
 //! with a position from before a restart gets `recovered: false` instead of
 //! a silent gap.
 
+use super::dedupe::DedupeWindow;
 use super::position::{Position, Window};
 use super::{Accepted, Engine, EngineError, Event, History, HistoryQuery, NewEvent, Subscription};
 use async_trait::async_trait;
 use eventwire_protocol::Pattern;
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -38,6 +39,9 @@ impl Default for MemoryConfig {
 pub struct MemoryEngine {
     epoch: String,
     config: MemoryConfig,
+    /// The dedupe window's clock: monotonic, so a wall-clock jump neither
+    /// forgets ids early nor keeps them forever.
+    started: Instant,
     state: Mutex<State>,
 }
 
@@ -46,8 +50,7 @@ struct State {
     ring: VecDeque<Arc<Event>>,
     ring_bytes: usize,
     /// Accepted events by [`NewEvent::dedupe_key`], inside the window.
-    seen: HashMap<String, (u64, String)>,
-    seen_order: VecDeque<(Instant, String)>,
+    seen: DedupeWindow,
     subscribers: Vec<(Pattern, mpsc::UnboundedSender<Arc<Event>>)>,
 }
 
@@ -55,15 +58,15 @@ impl MemoryEngine {
     pub fn new(config: MemoryConfig) -> MemoryEngine {
         MemoryEngine {
             epoch: format!("m{:08x}", uuid::Uuid::new_v4().as_u128() as u32),
-            config,
+            started: Instant::now(),
             state: Mutex::new(State {
                 next_offset: 1,
                 ring: VecDeque::new(),
                 ring_bytes: 0,
-                seen: HashMap::new(),
-                seen_order: VecDeque::new(),
+                seen: DedupeWindow::new(config.dedupe_window, config.dedupe_max_ids),
                 subscribers: Vec::new(),
             }),
+            config,
         }
     }
 
@@ -73,17 +76,6 @@ impl MemoryEngine {
 }
 
 impl State {
-    fn forget_old_ids(&mut self, window: Duration, max_ids: usize) {
-        let now = Instant::now();
-        while let Some((at, _)) = self.seen_order.front() {
-            if now.duration_since(*at) <= window && self.seen_order.len() <= max_ids {
-                break;
-            }
-            let (_, key) = self.seen_order.pop_front().expect("front exists");
-            self.seen.remove(&key);
-        }
-    }
-
     fn retain_within(&mut self, max_events: usize, max_bytes: usize) {
         while self.ring.len() > max_events || (self.ring_bytes > max_bytes && self.ring.len() > 1) {
             let old = self.ring.pop_front().expect("ring is not empty");
@@ -104,13 +96,14 @@ impl Engine for MemoryEngine {
 
     async fn publish(&self, mut event: NewEvent) -> Result<Accepted, EngineError> {
         let mut st = self.state.lock();
-        st.forget_old_ids(self.config.dedupe_window, self.config.dedupe_max_ids);
+        let now = self.started.elapsed().as_millis() as u64;
+        st.seen.expire(now, |_| {});
         let id = event.id().to_owned();
         let key = event.dedupe_key();
-        if let Some((_, seq)) = st.seen.get(&key) {
+        if let Some(offset) = st.seen.get(&key) {
             return Ok(Accepted {
                 id,
-                seq: seq.clone(),
+                seq: Position::format(&self.epoch, offset),
                 duplicate: true,
             });
         }
@@ -125,8 +118,7 @@ impl Engine for MemoryEngine {
             event.topic,
             json,
         ));
-        st.seen_order.push_back((Instant::now(), key.clone()));
-        st.seen.insert(key, (offset, seq.clone()));
+        st.seen.insert(now, offset, key);
         st.ring_bytes += ev.json.len();
         st.ring.push_back(ev.clone());
         st.retain_within(self.config.max_events, self.config.max_bytes);

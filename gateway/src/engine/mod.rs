@@ -6,6 +6,7 @@
 //! that order. The hub relies on this to merge replay and live delivery.
 
 pub mod args;
+pub mod dedupe;
 pub mod disk;
 pub mod event;
 pub mod memory;

@@ -13,12 +13,12 @@ mod writer;
 
 pub use store::{FORMAT, Store};
 
+use super::dedupe::DedupeWindow;
 use super::position::{Position, Window};
 use super::{Accepted, Engine, EngineError, Event, History, HistoryQuery, NewEvent, Subscription};
 use async_trait::async_trait;
 use eventwire_protocol::Pattern;
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock, mpsc as std_mpsc};
@@ -182,8 +182,7 @@ impl DiskEngine {
             Some(g) => key_of(g)?,
             None => next,
         };
-        let mut seen = HashMap::new();
-        let mut seen_order = VecDeque::new();
+        let mut seen = DedupeWindow::new(config.dedupe_window, config.dedupe_max_ids);
         for item in store.dedupe.iter() {
             let (k, v) = item.into_inner().map_err(store::io)?;
             if v.len() < 8 {
@@ -191,8 +190,7 @@ impl DiskEngine {
             }
             let offset = store::be_u64(&k);
             let key = String::from_utf8_lossy(&v[8..]).into_owned();
-            seen.insert(key.clone(), offset);
-            seen_order.push_back((store::be_u64(&v[..8]), offset, key));
+            seen.insert(store::be_u64(&v[..8]), offset, key);
         }
         tracing::info!(
             dir = %config.dir.display(),
@@ -217,7 +215,6 @@ impl DiskEngine {
             config,
             epoch: epoch.clone(),
             seen,
-            seen_order,
         };
         let thread = std::thread::Builder::new()
             .name("eventwire-disk-writer".into())

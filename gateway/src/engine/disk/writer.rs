@@ -10,10 +10,10 @@
 
 use super::store::{self, Store};
 use super::{DiskConfig, Fsync, Shared};
+use crate::engine::dedupe::DedupeWindow;
 use crate::engine::position::Position;
 use crate::engine::{Accepted, EngineError, Event, NewEvent};
 use fjall::PersistMode;
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime};
@@ -37,10 +37,9 @@ pub struct Writer {
     pub shared: Arc<Shared>,
     pub config: DiskConfig,
     pub epoch: String,
-    /// Dedupe key → offset, for ids inside the window.
-    pub seen: HashMap<String, u64>,
-    /// (ms, offset, key) in offset order, to forget ids as they age out.
-    pub seen_order: VecDeque<(u64, u64, String)>,
+    /// Accepted dedupe keys inside the window, timed by the wall clock
+    /// stored beside each one.
+    pub seen: DedupeWindow,
 }
 
 fn now_ms() -> u64 {
@@ -107,21 +106,10 @@ impl Writer {
         let mut wrote = false;
 
         // Forget ids that left the dedupe window.
-        let window = self.config.dedupe_window.as_millis() as u64;
-        while let Some((ms, off, _)) = self.seen_order.front() {
-            if now.saturating_sub(*ms) <= window
-                && self.seen_order.len() <= self.config.dedupe_max_ids
-            {
-                break;
-            }
-            let off = *off;
-            let (_, _, key) = self.seen_order.pop_front().expect("front exists");
-            if self.seen.get(&key) == Some(&off) {
-                self.seen.remove(&key);
-            }
+        self.seen.expire(now, |off| {
             batch.remove(&self.store.dedupe, off.to_be_bytes());
             wrote = true;
-        }
+        });
 
         let (mut first, mut next, mut bytes) = self.shared.bounds();
         let batch_start = next;
@@ -130,7 +118,7 @@ impl Writer {
         for Request { mut event, reply } in requests {
             let key = event.dedupe_key();
             let id = event.id().to_owned();
-            if let Some(&off) = self.seen.get(&key) {
+            if let Some(off) = self.seen.get(&key) {
                 replies.push((
                     reply,
                     Accepted {
@@ -149,8 +137,7 @@ impl Writer {
             let mut entry = now.to_be_bytes().to_vec();
             entry.extend_from_slice(key.as_bytes());
             batch.insert(&self.store.dedupe, offset.to_be_bytes(), entry);
-            self.seen.insert(key.clone(), offset);
-            self.seen_order.push_back((now, offset, key));
+            self.seen.insert(now, offset, key);
             bytes += json.len() as u64;
             let ev = Arc::new(Event::new(
                 offset,
