@@ -72,11 +72,7 @@ async fn a_refused_stream_message_is_reported_not_dropped_in_silence() {
         .unwrap()
         .await
         .unwrap();
-    let report = tokio::time::timeout(common::WAIT, reports.next())
-        .await
-        .expect("a report")
-        .unwrap();
-    let report: Value = serde_json::from_slice(&report.payload).unwrap();
+    let report = next_report(&mut reports).await;
     assert_eq!(report["subject"], "rej.order.placed");
     assert_eq!(report["stream"], "REJ");
     assert_eq!(report["stream_seq"], ack.sequence);
@@ -99,11 +95,7 @@ async fn a_refused_stream_message_is_reported_not_dropped_in_silence() {
     .unwrap()
     .await
     .unwrap();
-    let report = tokio::time::timeout(common::WAIT, reports.next())
-        .await
-        .expect("a report")
-        .unwrap();
-    let report: Value = serde_json::from_slice(&report.payload).unwrap();
+    let report = next_report(&mut reports).await;
     assert_eq!(report["error"]["code"], "invalid_event");
     assert_eq!(report["msg_id"], Value::Null);
 
@@ -135,12 +127,17 @@ async fn a_refused_interop_message_is_reported() {
         .await
         .unwrap();
     client.flush().await.unwrap();
-    let report = tokio::time::timeout(common::WAIT, reports.next())
-        .await
-        .expect("a report")
-        .unwrap();
-    let report: Value = serde_json::from_slice(&report.payload).unwrap();
+    let report = next_report(&mut reports).await;
     assert_eq!(report["subject"], "legacy.chat");
     assert_eq!(report["stream_seq"], Value::Null);
     assert_eq!(report["error"]["code"], "invalid_json");
+}
+
+/// The next rejection report a gateway published, as JSON.
+async fn next_report(reports: &mut async_nats::Subscriber) -> Value {
+    let msg = tokio::time::timeout(common::WAIT, reports.next())
+        .await
+        .expect("a report")
+        .unwrap();
+    serde_json::from_slice(&msg.payload).unwrap()
 }
