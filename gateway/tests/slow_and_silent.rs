@@ -104,13 +104,15 @@ async fn silent_websocket_peer_is_dropped_after_missed_heartbeats() {
     cfg.heartbeat = Duration::from_millis(300);
     let gw = start(cfg).await;
     let (mut ws, _) = WsClient::connect(&gw).await;
+    // The gateway times silence from the last frame it heard: the
+    // `subscribe` below is the client's last one, so the clock starts here.
+    let t0 = Instant::now();
     assert!(ws.subscribe(&["v"], None).await);
     gw.publish(event("v", 0)).await;
     let last = ws.expect_event().await["seq"].as_str().unwrap().to_owned();
     // The "Wi-Fi drops": the socket stays open but nothing is read or
     // answered from now on, so pings go unanswered.
     let vanished = ws;
-    let t0 = Instant::now();
 
     // Meanwhile the client comes back on a new connection and resumes.
     let publisher = {
