@@ -243,6 +243,6 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     // Per-group series are rendered from this gateway's own groups rather
     // than kept in the process-wide recorder, so a deleted group's series
     // disappear with it.
-    shared.groups.render_metrics(&mut text).await;
+    crate::groups::render_metrics(shared.groups.as_ref(), &mut text).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

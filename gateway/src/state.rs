@@ -4,7 +4,7 @@
 
 use crate::auth::{Authenticator, Identity};
 use crate::config::Config;
-use crate::groups::Groups;
+use crate::groups::GroupBackend;
 use crate::hub::Hub;
 use crate::limits::{Budget, ConnLimit, PerIp};
 use crate::listener::ClientAddr;
@@ -27,7 +27,8 @@ pub struct Shared {
     pub connects: PerIp,
     /// POSTs made with user tokens, per client address.
     pub posts: PerIp,
-    pub groups: Arc<Groups>,
+    /// Consumer groups, whichever implementation the engine brings.
+    pub groups: Arc<dyn GroupBackend>,
     /// Bytes of request bodies being read at once.
     pub bodies: Budget,
     /// Held shared by every publish from its shutdown check until the

@@ -2,8 +2,9 @@
 //! (`PUT`, `GET`, `DELETE`), working (`fetch`, `ack`, `nack`, `extend`)
 //! and dead letters (`dead`, `dead/redrive`).
 
-use super::config::{self, ConfigView, GroupSpec};
-use super::group::{Counts, Delivery, Group, Outcome};
+use super::backend::{GroupBackend, Settle};
+use super::config::{self, ConfigView, GroupConfig, GroupSpec};
+use super::group::{Counts, Delivery, Outcome};
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::state::Shared;
@@ -70,8 +71,15 @@ fn consumer(
 /// what every route but `PUT` and the list starts with.
 pub struct Call {
     shared: Arc<Shared>,
-    group: Arc<Group>,
+    name: String,
+    config: GroupConfig,
     query: Option<String>,
+}
+
+impl Call {
+    fn groups(&self) -> &dyn GroupBackend {
+        self.shared.groups.as_ref()
+    }
 }
 
 impl FromRequestParts<Arc<Shared>> for Call {
@@ -83,9 +91,11 @@ impl FromRequestParts<Arc<Shared>> for Call {
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
         let query = parts.uri.query().map(str::to_owned);
         consumer(shared, &parts.headers, query.as_deref(), &name)?;
+        let config = shared.groups.get(&name).await?;
         Ok(Call {
             shared: shared.clone(),
-            group: shared.groups.get(&name)?,
+            name,
+            config,
             query,
         })
     }
@@ -109,11 +119,15 @@ struct View {
     missed: u64,
 }
 
-async fn view(g: &Group) -> Result<View, ApiError> {
-    let c: Counts = g.counts().await?;
+async fn view(
+    groups: &dyn GroupBackend,
+    name: &str,
+    config: &GroupConfig,
+) -> Result<View, ApiError> {
+    let c: Counts = groups.counts(name).await?;
     let view = View {
-        name: g.name.clone(),
-        config: g.config.view(),
+        name: name.to_owned(),
+        config: config.view(),
         lag: c.lag,
         lag_capped: c.lag_capped,
         pending: c.pending,
@@ -149,22 +163,23 @@ pub async fn put(
     {
         return Err(identity.refusal(format_args!("a group over {p}")).into());
     }
-    let (g, created) = shared.groups.create(&name, config).await?;
+    let created = shared.groups.create(&name, config.clone()).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(view(&g).await?)).into_response())
+    let view = view(shared.groups.as_ref(), &name, &config).await?;
+    Ok((status, Json(view)).into_response())
 }
 
 pub async fn get(call: Call) -> Result<Response, ApiError> {
-    Ok(Json(view(&call.group).await?).into_response())
+    Ok(Json(view(call.groups(), &call.name, &call.config).await?).into_response())
 }
 
 pub async fn delete(call: Call) -> Result<Response, ApiError> {
-    call.shared.groups.delete(&call.group.name)?;
-    Ok(Json(json!({ "deleted": call.group.name })).into_response())
+    call.groups().delete(&call.name).await?;
+    Ok(Json(json!({ "deleted": call.name })).into_response())
 }
 
 pub async fn list(
@@ -174,10 +189,16 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let identity = shared.identify(&headers, q.as_deref())?;
     let mut out = Vec::new();
-    for g in shared.groups.list() {
-        if identity.rights.may_consume(&g.name) {
-            out.push(view(&g).await?);
+    for name in shared.groups.list().await? {
+        if !identity.rights.may_consume(&name) {
+            continue;
         }
+        // A group deleted since the listing is left out.
+        let config = match shared.groups.get(&name).await {
+            Err(e) if e.code == ErrorCode::GroupNotFound => continue,
+            other => other?,
+        };
+        out.push(view(shared.groups.as_ref(), &name, &config).await?);
     }
     #[derive(Serialize)]
     struct List {
@@ -235,7 +256,10 @@ pub async fn fetch(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
         Some(w) => config::duration("wait", w, MAX_WAIT)
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.message))?,
     };
-    let out = call.group.fetch(max, wait, &call.shared.shutdown).await?;
+    let out = call
+        .groups()
+        .fetch(&call.name, max, wait, &call.shared.shutdown)
+        .await?;
     Ok(deliveries(&out))
 }
 
@@ -270,12 +294,13 @@ fn results(handles: &[String], outcomes: &[Outcome]) -> Response {
     Json(json!({ "results": results })).into_response()
 }
 
-/// What ack, nack and extend share; `op` settles the handles.
-fn settle(
+/// What ack, nack and extend share: the body checked, then `op` made of
+/// it and applied through the backend.
+async fn settle(
     call: &Call,
     bytes: &Bytes,
     allows_delay: bool,
-    op: impl FnOnce(&Group, &HandlesBody) -> Result<Vec<Outcome>, ProtocolError>,
+    op: impl FnOnce(&HandlesBody) -> Result<Settle, ProtocolError>,
 ) -> Result<Response, ApiError> {
     let b = handles(bytes)?;
     if !allows_delay && (b.delay.is_some() || b.reason.is_some()) {
@@ -284,20 +309,20 @@ fn settle(
             "`delay` and `reason` belong to nack",
         ));
     }
-    let outcomes = op(&call.group, &b)?;
+    let outcomes = op(&b)?.apply(call.groups(), &call.name, &b.handles).await?;
     Ok(results(&b.handles, &outcomes))
 }
 
 pub async fn ack(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
-    settle(&call, &bytes, false, |g, b| g.ack(&b.handles))
+    settle(&call, &bytes, false, |_| Ok(Settle::Ack)).await
 }
 
 pub async fn extend(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
-    settle(&call, &bytes, false, |g, b| g.extend(&b.handles))
+    settle(&call, &bytes, false, |_| Ok(Settle::Extend)).await
 }
 
 pub async fn nack(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
-    settle(&call, &bytes, true, |g, b| {
+    settle(&call, &bytes, true, |b| {
         let delay = b
             .delay
             .as_deref()
@@ -311,8 +336,9 @@ pub async fn nack(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
             }
             r[..end].to_owned()
         });
-        g.nack(&b.handles, delay, reason)
+        Ok(Settle::Nack { delay, reason })
     })
+    .await
 }
 
 pub async fn dead(call: Call) -> Result<Response, ApiError> {
@@ -331,7 +357,7 @@ pub async fn dead(call: Call) -> Result<Response, ApiError> {
                 })?;
         }
     }
-    let (letters, total) = call.group.dead(limit);
+    let (letters, total) = call.groups().dead(&call.name, limit).await?;
     let mut body = Vec::new();
     body.extend_from_slice(b"{\"dead\":[");
     for (i, d) in letters.iter().enumerate() {
@@ -371,6 +397,6 @@ pub async fn redrive(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
             format!("`ids` holds at most {MAX_HANDLES} ids"),
         ));
     }
-    let (n, unknown) = call.group.redrive(b.ids.as_deref())?;
+    let (n, unknown) = call.groups().redrive(&call.name, b.ids.as_deref()).await?;
     Ok(Json(json!({ "redriven": n, "unknown": unknown })).into_response())
 }

@@ -1,13 +1,15 @@
 //! Consumer groups: named, durable cursors over the events matching some
 //! patterns, shared by competing workers with acks, retries and dead letters.
 //!
-//! This file is the registry (create, find, delete, list) and the two
-//! background tasks every gateway runs for its groups: one wakes waiting
-//! fetches when a matching event arrives and times out deliveries; one
-//! announces new dead letters as events. `group.rs` is one group at work,
-//! `ledger.rs` its state, `store.rs` where that state is kept, `http.rs`
-//! the HTTP API.
+//! Everything that works in a group goes through [`GroupBackend`]
+//! (`backend.rs`). This file is the gateway's own implementation of it: the
+//! registry (create, find, delete, list) and the two background tasks every
+//! gateway runs for its groups: one wakes waiting fetches when a matching
+//! event arrives and times out deliveries; one announces new dead letters
+//! as events. `group.rs` is one group at work, `ledger.rs` its state,
+//! `store.rs` where that state is kept, `http.rs` the HTTP API.
 
+pub mod backend;
 pub mod config;
 pub mod group;
 pub mod http;
@@ -15,9 +17,12 @@ pub mod ledger;
 pub mod store;
 
 use crate::engine::{Engine, EngineError, HistoryQuery};
+use async_trait::async_trait;
+pub use backend::GroupBackend;
 use config::{GroupConfig, Start};
 use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
 pub use group::Group;
+use group::{Counts, Delivery, Outcome};
 use ledger::{DeadLetter, Ledger};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
@@ -25,6 +30,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 pub use store::{GroupStore, MemoryGroupStore, StoredGroup};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// How often deliveries are checked for timeouts when no worker fetches,
 /// so dead letters appear (and are announced) without one.
@@ -76,26 +82,27 @@ impl Groups {
         Ok(groups)
     }
 
-    pub fn get(&self, name: &str) -> Result<Arc<Group>, ProtocolError> {
+    /// The running group of that name.
+    pub fn group(&self, name: &str) -> Result<Arc<Group>, ProtocolError> {
         self.map.read().get(name).cloned().ok_or_else(|| {
             ProtocolError::new(ErrorCode::GroupNotFound, format!("no group named {name}"))
         })
     }
 
-    pub fn list(&self) -> Vec<Arc<Group>> {
+    fn all(&self) -> Vec<Arc<Group>> {
         self.map.read().values().cloned().collect()
     }
 
     /// Creates a group, or confirms one with the same configuration.
     /// Returns the group and whether it was created.
-    pub async fn create(
+    pub async fn create_group(
         &self,
         name: &str,
         config: GroupConfig,
     ) -> Result<(Arc<Group>, bool), ProtocolError> {
         config::check_name(name)?;
         let _creating = self.creating.lock().await;
-        if let Ok(existing) = self.get(name) {
+        if let Ok(existing) = self.group(name) {
             if existing.config == config {
                 return Ok((existing, false));
             }
@@ -145,14 +152,6 @@ impl Groups {
         Ok((group, true))
     }
 
-    pub fn delete(&self, name: &str) -> Result<(), ProtocolError> {
-        let group = self.get(name)?;
-        self.store.remove(name)?;
-        self.map.write().remove(name);
-        group.delete();
-        Ok(())
-    }
-
     /// The newest position: where the engine's live stream would start now.
     async fn newest(&self) -> Result<String, EngineError> {
         let probe = self
@@ -161,38 +160,111 @@ impl Groups {
             .await?;
         Ok(probe.from)
     }
+}
 
-    /// Appends each group's counts to a Prometheus text exposition.
-    pub async fn render_metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        let groups = self.list();
-        if groups.is_empty() {
-            return;
+#[async_trait]
+impl GroupBackend for Groups {
+    async fn create(&self, name: &str, config: GroupConfig) -> Result<bool, ProtocolError> {
+        Ok(self.create_group(name, config).await?.1)
+    }
+
+    async fn get(&self, name: &str) -> Result<GroupConfig, ProtocolError> {
+        Ok(self.group(name)?.config.clone())
+    }
+
+    async fn list(&self) -> Result<Vec<String>, ProtocolError> {
+        Ok(self.map.read().keys().cloned().collect())
+    }
+
+    async fn delete(&self, name: &str) -> Result<(), ProtocolError> {
+        let group = self.group(name)?;
+        self.store.remove(name)?;
+        self.map.write().remove(name);
+        group.delete();
+        Ok(())
+    }
+
+    async fn fetch(
+        &self,
+        name: &str,
+        max: usize,
+        wait: Duration,
+        stop: &CancellationToken,
+    ) -> Result<Vec<Delivery>, ProtocolError> {
+        self.group(name)?.fetch(max, wait, stop).await
+    }
+
+    async fn ack(&self, name: &str, handles: &[String]) -> Result<Vec<Outcome>, ProtocolError> {
+        self.group(name)?.ack(handles)
+    }
+
+    async fn nack(
+        &self,
+        name: &str,
+        handles: &[String],
+        delay: Option<Duration>,
+        reason: Option<String>,
+    ) -> Result<Vec<Outcome>, ProtocolError> {
+        self.group(name)?.nack(handles, delay, reason)
+    }
+
+    async fn extend(&self, name: &str, handles: &[String]) -> Result<Vec<Outcome>, ProtocolError> {
+        self.group(name)?.extend(handles)
+    }
+
+    async fn dead(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<(Vec<DeadLetter>, usize), ProtocolError> {
+        Ok(self.group(name)?.dead(limit))
+    }
+
+    async fn redrive(
+        &self,
+        name: &str,
+        ids: Option<&[String]>,
+    ) -> Result<(usize, Vec<String>), ProtocolError> {
+        self.group(name)?.redrive(ids)
+    }
+
+    async fn counts(&self, name: &str) -> Result<Counts, ProtocolError> {
+        self.group(name)?.counts().await
+    }
+}
+
+/// Appends each group's counts to a Prometheus text exposition.
+pub async fn render_metrics(backend: &dyn GroupBackend, out: &mut String) {
+    use std::fmt::Write;
+    let Ok(names) = backend.list().await else {
+        return;
+    };
+    if names.is_empty() {
+        return;
+    }
+    let mut rows = Vec::with_capacity(names.len());
+    for name in &names {
+        if let Ok(c) = backend.counts(name).await {
+            rows.push((name.as_str(), c));
         }
-        let mut rows = Vec::with_capacity(groups.len());
-        for g in &groups {
-            if let Ok(c) = g.counts().await {
-                rows.push((g.name.as_str(), c));
-            }
-        }
-        let series: [Series; 6] = [
-            ("eventwire_group_lag", "gauge", |c| c.lag),
-            ("eventwire_group_pending", "gauge", |c| c.pending),
-            ("eventwire_group_dead", "gauge", |c| c.dead),
-            ("eventwire_group_delivered_total", "counter", |c| {
-                c.delivered
-            }),
-            ("eventwire_group_redelivered_total", "counter", |c| {
-                c.redelivered
-            }),
-            ("eventwire_group_dead_total", "counter", |c| c.dead_total),
-        ];
-        for (name, kind, value) in series {
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (group, c) in &rows {
-                // Group names are topics: nothing in them needs escaping.
-                let _ = writeln!(out, "{name}{{group=\"{group}\"}} {}", value(c));
-            }
+    }
+    let series: [Series; 6] = [
+        ("eventwire_group_lag", "gauge", |c| c.lag),
+        ("eventwire_group_pending", "gauge", |c| c.pending),
+        ("eventwire_group_dead", "gauge", |c| c.dead),
+        ("eventwire_group_delivered_total", "counter", |c| {
+            c.delivered
+        }),
+        ("eventwire_group_redelivered_total", "counter", |c| {
+            c.redelivered
+        }),
+        ("eventwire_group_dead_total", "counter", |c| c.dead_total),
+    ];
+    for (name, kind, value) in series {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (group, c) in &rows {
+            // Group names are topics: nothing in them needs escaping.
+            let _ = writeln!(out, "{name}{{group=\"{group}\"}} {}", value(c));
         }
     }
 }
@@ -215,7 +287,7 @@ async fn watch(groups: Weak<Groups>, mut live: crate::engine::EventStream) {
             _ = tick.tick() => {
                 let Some(groups) = groups.upgrade() else { return };
                 let now = group::now_ms();
-                for g in groups.list() {
+                for g in groups.all() {
                     if let Err(e) = g.expire(now) {
                         tracing::warn!(group = %g.name, error = %e, "could not time deliveries out");
                     }
