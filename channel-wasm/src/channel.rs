@@ -124,6 +124,9 @@ struct Inner {
     machine: RefCell<Machine<JsValue>>,
     /// The gateway's base URL, without a trailing slash.
     base: String,
+    /// This channel's random instance id, sent on every connection so the
+    /// gateway ends a stale one at once (PROTOCOL §4.6).
+    instance: String,
     /// The `token` option: a string, a function returning one (or a promise
     /// of one), or undefined.
     token_source: JsValue,
@@ -317,8 +320,14 @@ impl Inner {
     fn open_now(self: &Rc<Self>, o: Opening) {
         let token = self.token.borrow().clone();
         let url = match o.kind {
-            Kind::WebSocket => outgoing::websocket(&self.base, token.as_deref()),
-            Kind::Sse => outgoing::sse(&self.base, &o.topics, o.since.as_deref(), token.as_deref()),
+            Kind::WebSocket => outgoing::websocket(&self.base, &self.instance, token.as_deref()),
+            Kind::Sse => outgoing::sse(
+                &self.base,
+                &self.instance,
+                &o.topics,
+                o.since.as_deref(),
+                token.as_deref(),
+            ),
         };
         match Transport::open(o.kind, &url, self.generation.get(), &self.io) {
             Ok(t) => *self.transport.borrow_mut() = Some(t),
@@ -472,6 +481,7 @@ impl Channel {
             Inner {
                 machine: RefCell::new(Machine::new(cfg, topics)),
                 base,
+                instance: new_id(),
                 token_source: opt(options, "token"),
                 token: RefCell::new(None),
                 transport: RefCell::new(None),

@@ -129,11 +129,13 @@ fn param(url: &mut String, name: &str, value: &str) {
 
 /// The WebSocket endpoint. `base` is `http://…` or `https://…`, which become
 /// `ws://…` and `wss://…`. A token goes in the query: browsers cannot set
-/// headers on a WebSocket.
-pub fn websocket(base: &str, token: Option<&str>) -> String {
+/// headers on a WebSocket. `instance` names the channel, so the gateway ends
+/// a stale connection of it at once (PROTOCOL §4.6).
+pub fn websocket(base: &str, instance: &str, token: Option<&str>) -> String {
     let mut url = String::from("ws");
     url.push_str(base.strip_prefix("http").unwrap_or(base));
     let mut url = endpoint(&url, "ws");
+    param(&mut url, "instance", instance);
     if let Some(t) = token {
         param(&mut url, "access_token", t);
     }
@@ -142,11 +144,18 @@ pub fn websocket(base: &str, token: Option<&str>) -> String {
 
 /// The SSE endpoint: unnamed events (every event reaches `onmessage`),
 /// heartbeats as events (a script cannot see comments), the topics, the
-/// position to resume after, and the token (`EventSource` cannot set
-/// headers either).
-pub fn sse(base: &str, topics: &[String], since: Option<&str>, token: Option<&str>) -> String {
+/// position to resume after, the channel instance, and the token
+/// (`EventSource` cannot set headers either).
+pub fn sse(
+    base: &str,
+    instance: &str,
+    topics: &[String],
+    since: Option<&str>,
+    token: Option<&str>,
+) -> String {
     let mut url = endpoint(base, "sse");
     url.push_str("?named=false&heartbeat=event");
+    param(&mut url, "instance", instance);
     for t in topics {
         param(&mut url, "topic", t);
     }
@@ -272,18 +281,19 @@ mod tests {
     #[test]
     fn urls_encode_every_value() {
         assert_eq!(
-            websocket("https://h:1/p", Some("a b&c")),
-            "wss://h:1/p/v1/ws?access_token=a%20b%26c"
+            websocket("https://h:1/p", "i-1", Some("a b&c")),
+            "wss://h:1/p/v1/ws?instance=i-1&access_token=a%20b%26c"
         );
-        assert_eq!(websocket("http://h", None), "ws://h/v1/ws");
+        assert_eq!(websocket("http://h", "i", None), "ws://h/v1/ws?instance=i");
         assert_eq!(
             sse(
                 "http://h",
+                "i",
                 &[String::from("a.>"), String::from("é")],
                 Some("m1-2"),
                 Some("t")
             ),
-            "http://h/v1/sse?named=false&heartbeat=event&topic=a.%3E&topic=%C3%A9&lastEventId=m1-2&access_token=t"
+            "http://h/v1/sse?named=false&heartbeat=event&instance=i&topic=a.%3E&topic=%C3%A9&lastEventId=m1-2&access_token=t"
         );
         assert_eq!(events("http://h"), "http://h/v1/events");
         let mut s = String::new();

@@ -30,6 +30,9 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     subs: RwLock<Sublist<Arc<Conn>>>,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// The live connection of each channel instance (see
+    /// [`crate::transport::instance_key`]), by connection key.
+    instances: Mutex<HashMap<String, u64>>,
     next_key: AtomicU64,
     node: String,
     max_subscriptions: usize,
@@ -118,6 +121,7 @@ impl Hub {
             metrics,
             subs: RwLock::new(Sublist::default()),
             conns: Mutex::new(HashMap::new()),
+            instances: Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(1),
             node: format!("{:06x}", uuid::Uuid::new_v4().as_u128() as u32 & 0xff_ffff),
             max_subscriptions,
@@ -299,6 +303,36 @@ impl Hub {
         }
         if self.conns.lock().remove(&conn.key).is_some() {
             self.metrics.connections(conn.transport).decrement(1.0);
+        }
+    }
+
+    /// Makes `conn` the live connection of channel instance `key`, ending
+    /// the one it replaces as `superseded`, queued events discarded: the
+    /// client resumes on the new connection from what it last received.
+    pub fn claim_instance(&self, key: &str, conn: &Arc<Conn>) {
+        let old = self.instances.lock().insert(key.to_owned(), conn.key);
+        let Some(old) = old.filter(|k| *k != conn.key) else {
+            return;
+        };
+        let old = self.conns.lock().get(&old).cloned();
+        if let Some(old) = old {
+            tracing::debug!(old = %old.id, new = %conn.id, "stream superseded by its instance");
+            self.end(
+                &old,
+                ProtocolError::new(
+                    ErrorCode::Superseded,
+                    "a newer connection of this channel instance replaced this one",
+                ),
+                true,
+            );
+        }
+    }
+
+    /// Forgets channel instance `key` if `conn` is still its live connection.
+    pub fn release_instance(&self, key: &str, conn: &Conn) {
+        let mut instances = self.instances.lock();
+        if instances.get(key) == Some(&conn.key) {
+            instances.remove(key);
         }
     }
 

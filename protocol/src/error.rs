@@ -39,6 +39,9 @@ pub enum ErrorCode {
     SlowConsumer,
     /// The WebSocket peer stopped answering pings.
     HeartbeatTimeout,
+    /// A newer connection of the same channel instance (`instance` query
+    /// parameter) replaced this one: the client has already moved on.
+    Superseded,
     /// The gateway is shutting down; reconnect (elsewhere).
     ShuttingDown,
     /// The broker engine cannot take the request now; retry later.
@@ -90,6 +93,7 @@ impl ErrorCode {
         ErrorCode::TooManyConnections,
         ErrorCode::SlowConsumer,
         ErrorCode::HeartbeatTimeout,
+        ErrorCode::Superseded,
         ErrorCode::ShuttingDown,
         ErrorCode::EngineUnavailable,
         ErrorCode::Unauthorized,
@@ -123,6 +127,7 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::HeartbeatTimeout => "heartbeat_timeout",
+            ErrorCode::Superseded => "superseded",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::EngineUnavailable => "engine_unavailable",
             ErrorCode::Unauthorized => "unauthorized",

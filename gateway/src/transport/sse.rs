@@ -95,8 +95,9 @@ pub async fn handler(
             ));
         }
     };
+    let instance = super::instance_key(&identity, raw.as_deref())?;
     let permit = shared.limit.try_acquire()?;
-    let session = Session::open(&shared.hub, Transport::Sse, permit);
+    let session = Session::open(&shared.hub, Transport::Sse, permit, instance);
     let welcome = session.welcome(&shared.config, None);
     shared.hub.subscribe(
         &session.conn,

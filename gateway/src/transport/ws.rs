@@ -44,6 +44,7 @@ pub fn close_code(code: ErrorCode) -> u16 {
         ErrorCode::SlowConsumer => 4000,
         ErrorCode::HeartbeatTimeout => 4001,
         ErrorCode::TokenExpired => 4002,
+        ErrorCode::Superseded => 4003,
         ErrorCode::EventTooLarge => 1009,
         ErrorCode::InvalidJson => 1007,
         _ => 1011,
@@ -84,6 +85,7 @@ pub async fn handler(
     }
     let identity = shared.identify(&headers, query.as_deref())?;
     crate::origin::check(&shared.config.cors_origins, &headers, identity.by_cookie)?;
+    let instance = super::instance_key(&identity, query.as_deref())?;
     let permit = shared.limit.try_acquire()?;
     let cfg = &shared.config;
     let max_message = cfg.ws_max_message_bytes;
@@ -95,7 +97,7 @@ pub async fn handler(
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
-            let session = Session::open(&shared2.hub, Transport::WebSocket, permit);
+            let session = Session::open(&shared2.hub, Transport::WebSocket, permit, instance);
             run(shared2, session, socket, identity).await
         }))
 }
