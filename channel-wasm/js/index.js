@@ -1,18 +1,29 @@
 // eventwire: the typed EventChannel for browsers. The logic is Rust compiled
 // to WebAssembly (eventwire_channel_bg.wasm); this file loads it on first use
 // and gives it the shape index.d.ts describes.
-import init, { Channel } from './eventwire_channel.js';
+import { initSync, Channel } from './eventwire_channel.js';
 
 let loading;
 
 /** Loads the wasm module once. `connect` calls it; users never need to.
  * Under Node the module sits beside this file as a file: URL, which Node's
  * fetch cannot read: the bytes come from disk instead. getBuiltinModule
- * (Node 20.16+) keeps bundlers from seeing a Node import in browser builds. */
+ * (Node 20.16+) keeps bundlers from seeing a Node import in browser builds.
+ * The module is compiled here and instantiated with the glue's `initSync`,
+ * so the glue's own loader (streaming with a MIME-type fallback, about
+ * 1 KB for a module this small) stays out of the bundle. */
 function load() {
-  const url = new URL('./eventwire_channel_bg.wasm', import.meta.url);
-  const fs = url.protocol === 'file:' && globalThis.process?.getBuiltinModule?.('fs');
-  loading ??= init({ module_or_path: fs ? fs.readFileSync(url) : url });
+  if (!loading) {
+    const url = new URL('./eventwire_channel_bg.wasm', import.meta.url);
+    const fs = url.protocol === 'file:' && globalThis.process?.getBuiltinModule?.('fs');
+    const bytes = fs
+      ? Promise.resolve(fs.readFileSync(url))
+      : fetch(url).then((r) => {
+          if (!r.ok) throw Error(`eventwire: fetching ${url} failed: ${r.status}`);
+          return r.arrayBuffer();
+        });
+    loading = bytes.then((b) => WebAssembly.compile(b)).then((module) => initSync({ module }));
+  }
   return loading;
 }
 
