@@ -2,6 +2,9 @@
 // to WebAssembly (eventwire_channel_bg.wasm); this file loads it on first use
 // and gives it the shape index.d.ts describes.
 import { initSync, Channel } from './eventwire_channel.js';
+// The same module the glue imports: scripts/build-client points this at
+// the glue's copy, so the bundle holds io.js once.
+import { Callbacks, failure } from './io.js';
 
 let loading;
 
@@ -29,6 +32,19 @@ function load() {
 
 const has = (name) => typeof globalThis[name] == 'function';
 
+/** The `transport` option, as the number `Channel` takes. */
+const KINDS = ['auto', 'websocket', 'sse'];
+
+/** The `ops` of `Channel.call` (channel.rs, `mod op`). */
+const START = 0,
+  SUBSCRIBE = 1,
+  UNSUBSCRIBE = 2,
+  CLOSE = 3,
+  STATE = 4,
+  TRANSPORT = 5,
+  LAST_SEQ = 6,
+  INJECT = 7;
+
 /** The transport to ask for. Node 22+ has WebSocket but no EventSource,
  * so `auto` means WebSocket there; a runtime without what the transport
  * needs (Node 20 has no WebSocket) is refused with a code. */
@@ -39,32 +55,47 @@ function transportFor(t = 'auto') {
   return t;
 }
 
-function failure(code, message) {
-  const e = new Error(message);
-  e.code = code;
-  return e;
+const badRequest = (message) => failure('bad_request', message);
+
+/** Reads and checks the `connect` options into a raw channel (not started).
+ * Patterns, in `topics` as everywhere, are checked by the Rust side, which
+ * shares the gateway's grammar. */
+function open(options, callbacks) {
+  const { url, topics = [] } = options;
+  if (typeof url != 'string') throw badRequest("`url` (the gateway's base URL) is required");
+  if (!/^https?:\/\//.test(url)) throw badRequest('`url` must start with http:// or https://');
+  if (!Array.isArray(topics)) throw badRequest('`topics` must be an array of patterns');
+  const kind = KINDS.indexOf(transportFor(options.transport));
+  if (kind < 0) throw badRequest("`transport` must be 'auto', 'websocket' or 'sse'");
+  // NaN stands for "not given": the Rust side takes its default.
+  const numbers = [options.minBackoffMs, options.maxBackoffMs, options.outboxSize, options.attemptTimeoutMs];
+  const raw = new Channel(url.replace(/\/+$/, ''), kind, ...numbers.map((n) => n ?? NaN), options.token, callbacks);
+  for (const t of topics) raw.call(SUBSCRIBE, t);
+  return raw;
 }
 
 export class EventChannel {
   #raw;
+  #callbacks;
 
-  constructor(raw) {
+  constructor(raw, callbacks) {
     this.#raw = raw;
+    this.#callbacks = callbacks;
   }
 
   /** Connects, and resolves once the gateway has welcomed the channel. */
   static async connect(options) {
-    const transport = transportFor(options.transport);
     await load();
-    const raw = new Channel({ ...options, transport });
+    const callbacks = new Callbacks();
+    const raw = open(options, callbacks);
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
     await new Promise((resolve, reject) => {
       let timer;
       const done = () => {
         clearTimeout(timer);
-        raw.off(id);
+        off();
       };
-      const id = raw.onState((state) => {
+      const off = callbacks.listen(false, (state) => {
         if (state === 'open') {
           done();
           resolve();
@@ -76,59 +107,57 @@ export class EventChannel {
       if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
         timer = setTimeout(() => {
           done();
-          raw.close();
+          raw.call(CLOSE);
           reject(failure('connect_timeout', `no connection to ${options.url} within ${timeoutMs} ms`));
         }, timeoutMs);
       }
-      raw.start();
+      raw.call(START);
     });
-    return new EventChannel(raw);
+    return new EventChannel(raw, callbacks);
   }
 
   subscribe(pattern, handler) {
-    const id = this.#raw.subscribe(pattern, handler);
+    const id = this.#raw.call(SUBSCRIBE, pattern, handler);
     let on = true;
     return () => {
       if (on) {
         on = false;
-        this.#raw.unsubscribe(id);
+        this.#raw.call(UNSUBSCRIBE, id);
       }
     };
   }
 
   emit(type, data, options) {
-    return this.#raw.emit(type, data, options ?? {});
+    return this.#raw.emit(type, data, options);
   }
 
   get state() {
-    return this.#raw.state;
+    return this.#raw.call(STATE);
   }
 
   get transport() {
-    return this.#raw.transport;
+    return this.#raw.call(TRANSPORT);
   }
 
   /** The position of the last event delivered (opaque). */
   get lastSeq() {
-    return this.#raw.lastSeq ?? null;
+    return this.#raw.call(LAST_SEQ);
   }
 
   onState(listener) {
-    const id = this.#raw.onState(listener);
-    return () => this.#raw.off(id);
+    return this.#callbacks.listen(false, listener);
   }
 
   onError(listener) {
-    const id = this.#raw.onError(listener);
-    return () => this.#raw.off(id);
+    return this.#callbacks.listen(true, listener);
   }
 
   async close() {
-    this.#raw.close();
+    this.#raw.call(CLOSE);
   }
 
   /** Testing aid: handle `text` as if the gateway had sent it. */
   _injectFrame(text) {
-    this.#raw.injectFrame(text);
+    this.#raw.call(INJECT, text);
   }
 }

@@ -19,10 +19,12 @@ const TICK = 7;
 /** A WebSocket: text frames and the close reason. Binary frames are not
  * part of the protocol; `error` is always followed by `close`. */
 export function openWebSocket(url, n, cb) {
-  const s = new WebSocket(url);
-  s.onmessage = (e) => typeof e.data === 'string' && cb(FRAME, n, e.data, 0);
-  s.onclose = (e) => cb(GONE, n, e.reason, 0);
-  return s;
+  return attempt(() => {
+    const s = new WebSocket(url);
+    s.onmessage = (e) => typeof e.data === 'string' && cb(FRAME, n, e.data, 0);
+    s.onclose = (e) => cb(GONE, n, e.reason, 0);
+    return s;
+  });
 }
 
 /** An EventSource opened with `named=false&heartbeat=event`: events reach
@@ -30,20 +32,33 @@ export function openWebSocket(url, n, cb) {
  * is switched off by closing it on the first error: the channel reconnects
  * with backoff and resumes from its own position instead. */
 export function openEventSource(url, n, cb) {
-  const s = new EventSource(url);
-  const on = (tag) => (e) => cb(tag, n, e.data, 0);
-  s.onmessage = on(FRAME);
-  s.addEventListener('$welcome', on(WELCOME));
-  s.addEventListener('$heartbeat', on(HEARTBEAT));
-  s.addEventListener('$close', (e) => {
-    s.close();
-    cb(CLOSED, n, e.data, 0);
+  return attempt(() => {
+    const s = new EventSource(url);
+    const on = (tag) => (e) => cb(tag, n, e.data, 0);
+    s.onmessage = on(FRAME);
+    s.addEventListener('$welcome', on(WELCOME));
+    s.addEventListener('$heartbeat', on(HEARTBEAT));
+    s.addEventListener('$close', (e) => {
+      s.close();
+      cb(CLOSED, n, e.data, 0);
+    });
+    s.onerror = () => {
+      s.close();
+      cb(GONE, n, undefined, 0);
+    };
+    return s;
   });
-  s.onerror = () => {
-    s.close();
-    cb(GONE, n, undefined, 0);
-  };
-  return s;
+}
+
+/** What `open` returns, or the message of what it threw (a malformed URL,
+ * say): no exception crosses into wasm, so the glue needs no exception
+ * handling (see `parse`). */
+function attempt(open) {
+  try {
+    return open();
+  } catch (e) {
+    return String(e?.message ?? e);
+  }
 }
 
 /** Either transport: detach first, so one that was let go never reports. */
@@ -52,9 +67,33 @@ export function close(t) {
   t.close();
 }
 
+/** A socket that is closing drops the frame; its `close` requeues what
+ * was in flight. */
 export function send(s, text) {
-  s.send(text);
+  try {
+    s.send(text);
+  } catch {}
 }
+
+/** `JSON.parse`, or undefined (which JSON cannot express) for text that
+ * is not JSON. */
+export function parse(text) {
+  try {
+    return JSON.parse(text);
+  } catch {}
+}
+
+/** `JSON.stringify(data)`, or what it threw (a cycle, a BigInt). */
+export function stringify(data) {
+  try {
+    return JSON.stringify(data);
+  } catch (e) {
+    return e;
+  }
+}
+
+/** `o[key]`, and undefined for a key of something that is no object. */
+export const get = (o, key) => o?.[key];
 
 /** POSTs one envelope. `cb(POSTED, reference, body, status)`; status 0
  * when the network failed or the body was not JSON. */
@@ -91,7 +130,7 @@ export function uuid() {
 }
 
 /** An `Error` with a `code`, which every rejection and `onError` carries. */
-function failure(code, message, ...cause) {
+export function failure(code, message, ...cause) {
   const e = new Error(message);
   e.code = code;
   if (cause.length) e.cause = cause[0];
@@ -107,15 +146,16 @@ export class Callbacks {
     this.states = new Map();
     this.errors = new Map();
     this.pending = new Map();
+    this.n = 0;
   }
 
-  on(errors, id, f) {
-    (errors ? this.errors : this.states).set(id, f);
-  }
-
-  off(id) {
-    this.states.delete(id);
-    this.errors.delete(id);
+  /** Adds an `onState` (or, with `errors`, an `onError`) listener; returns
+   * the function that removes it. */
+  listen(errors, f) {
+    const id = ++this.n;
+    const listeners = errors ? this.errors : this.states;
+    listeners.set(id, f);
+    return () => listeners.delete(id);
   }
 
   /** Calls an app function; what it throws goes to `onError` as

@@ -19,8 +19,6 @@ use crate::transport::{Signal, Transport, tag};
 use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
 use eventwire_protocol::Pattern;
-use js_sys::{Function, Promise, Reflect};
-use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(module = "/js/io.js")]
@@ -32,20 +30,25 @@ extern "C" {
     fn wake(io: &JsValue, ms: u32) -> f64;
     /// `crypto.randomUUID()`, or undefined outside a secure context.
     fn uuid() -> Option<String>;
+    /// `JSON.stringify(data)`, or what it threw (a cycle, a BigInt).
+    fn stringify(data: &JsValue) -> JsValue;
+    /// An `Error` with a `code`, as every rejection and `onError` carries.
+    fn failure(code: &str, message: &str) -> JsValue;
 
     /// The app's side of a channel: listeners, pending emits' promises,
     /// errors as `Error`s with a `code`, and calls that isolate what an
-    /// app function throws.
-    type Callbacks;
+    /// app function throws. `index.js` makes one per channel and keeps its
+    /// listeners; the channel only reports to it.
+    pub type Callbacks;
     #[wasm_bindgen(constructor)]
-    fn new() -> Callbacks;
+    pub fn new() -> Callbacks;
+    /// Adds an `onState` (or, with `errors`, an `onError`) listener;
+    /// returns the function that removes it.
     #[wasm_bindgen(method)]
-    fn on(this: &Callbacks, errors: bool, id: u32, listener: &Function);
-    #[wasm_bindgen(method)]
-    fn off(this: &Callbacks, id: u32);
+    pub fn listen(this: &Callbacks, errors: bool, listener: &JsValue) -> JsValue;
     /// Calls `f(payload)`; a throw goes to `onError` as `handler_error`.
     #[wasm_bindgen(method)]
-    fn call(this: &Callbacks, f: &Function, payload: &JsValue);
+    fn call(this: &Callbacks, f: &JsValue, payload: &JsValue);
     #[wasm_bindgen(method)]
     fn state(
         this: &Callbacks,
@@ -63,7 +66,7 @@ extern "C" {
     fn error(this: &Callbacks, code: &str, message: &str);
     /// The promise of emit `reference`.
     #[wasm_bindgen(method)]
-    fn emit(this: &Callbacks, reference: f64) -> Promise;
+    fn emit(this: &Callbacks, reference: f64) -> JsValue;
     #[wasm_bindgen(method)]
     fn resolve(this: &Callbacks, reference: f64, id: &str, seq: &str, duplicate: bool);
     #[wasm_bindgen(method)]
@@ -74,15 +77,13 @@ extern "C" {
 extern "C" {
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(handle: f64);
+    #[wasm_bindgen(js_namespace = Date)]
+    fn now() -> f64;
+    #[wasm_bindgen(js_namespace = Math)]
+    fn random() -> f64;
 }
 
-fn opt(obj: &JsValue, key: &str) -> JsValue {
-    Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
-}
-
-fn now() -> f64 {
-    js_sys::Date::now()
-}
+use frames::get as opt;
 
 /// An event id: `crypto.randomUUID()` where the page is a secure context,
 /// random hex otherwise.
@@ -92,7 +93,7 @@ fn new_id() -> String {
     }
     let mut id = String::with_capacity(32);
     for _ in 0..4 {
-        let n = (js_sys::Math::random() * 4_294_967_296.0) as u32;
+        let n = (random() * 4_294_967_296.0) as u32;
         for shift in (0..8).rev() {
             let nibble = ((n >> (shift * 4)) & 15) as u8;
             id.push(char::from(if nibble < 10 {
@@ -110,7 +111,7 @@ fn new_id() -> String {
 struct Handler {
     id: u32,
     pattern: Rc<Pattern>,
-    f: Function,
+    f: JsValue,
 }
 
 /// A transport the machine asked for, waiting for the token function.
@@ -153,10 +154,7 @@ struct Inner {
 
 impl Inner {
     fn feed(self: &Rc<Self>, input: Input<JsValue>) {
-        let actions = self
-            .machine
-            .borrow_mut()
-            .handle(input, now(), js_sys::Math::random());
+        let actions = self.machine.borrow_mut().handle(input, now(), random());
         for a in actions {
             self.perform(a);
         }
@@ -332,7 +330,7 @@ impl Inner {
         match Transport::open(o.kind, &url, self.generation.get(), &self.io) {
             Ok(t) => *self.transport.borrow_mut() = Some(t),
             Err(e) => {
-                self.callbacks.error(code::TRANSPORT, &js_err_message(&e));
+                self.callbacks.error(code::TRANSPORT, &e);
                 self.feed(Input::Closed { code: None });
             }
         }
@@ -400,25 +398,30 @@ fn ceil_ms(ms: f64) -> u32 {
     }
 }
 
+/// The message of what JS threw: an `Error`'s, or the thing itself.
 fn js_err_message(e: &JsValue) -> String {
     opt(e, "message")
         .as_string()
         .or_else(|| e.as_string())
-        .unwrap_or_else(|| "the transport could not be opened".into())
+        .unwrap_or_default()
 }
 
-fn bad_request(message: &str) -> JsValue {
-    error("bad_request", message)
+/// What `Channel::call` does, by its `op` (`js/index.js` has the same
+/// numbers). One export instead of one per method: each export costs a
+/// shim in the wasm and a method in the glue.
+mod op {
+    pub const START: u32 = 0;
+    pub const SUBSCRIBE: u32 = 1;
+    pub const UNSUBSCRIBE: u32 = 2;
+    pub const CLOSE: u32 = 3;
+    pub const STATE: u32 = 4;
+    pub const TRANSPORT: u32 = 5;
+    pub const LAST_SEQ: u32 = 6;
+    pub const INJECT: u32 = 7;
 }
 
-/// An `Error` with a `code`, thrown from the constructor and `subscribe`.
-fn error(code: &str, message: &str) -> JsValue {
-    let e = js_sys::Error::new(message);
-    let _ = Reflect::set(&e, &"code".into(), &code.into());
-    e.into()
-}
-
-/// The raw channel. `js/index.js` wraps it as the typed `EventChannel`.
+/// The raw channel. `js/index.js` reads the `connect` options and wraps
+/// it as the typed `EventChannel`.
 #[wasm_bindgen]
 pub struct Channel {
     inner: Rc<Inner>,
@@ -426,47 +429,36 @@ pub struct Channel {
 
 #[wasm_bindgen]
 impl Channel {
-    /// Creates a channel from the `connect` options. Nothing happens on the
-    /// network until `start`.
+    /// A channel to the gateway at `base` (`http://` or `https://`, no
+    /// trailing slash), with the options `index.js` has read and checked:
+    /// `transport` 0 auto, 1 WebSocket, 2 SSE; a number that is NaN takes
+    /// its default; `token` is a string, a function returning one (or a
+    /// promise of one), or undefined. Nothing happens on the network until
+    /// `start`.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: &JsValue) -> Result<Channel, JsValue> {
-        let url = opt(options, "url")
-            .as_string()
-            .ok_or_else(|| bad_request("`url` (the gateway's base URL) is required"))?;
-        let base = url.trim_end_matches('/').to_owned();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(bad_request("`url` must start with http:// or https://"));
-        }
-        let preference = match opt(options, "transport").as_string().as_deref() {
-            None | Some("auto") => Preference::Auto,
-            Some("websocket") => Preference::WebSocket,
-            Some("sse") => Preference::Sse,
-            Some(_) => {
-                return Err(bad_request(
-                    "`transport` must be 'auto', 'websocket' or 'sse'",
-                ));
-            }
-        };
-        let mut topics = Vec::new();
-        let given = opt(options, "topics");
-        if !given.is_undefined() {
-            let arr: js_sys::Array = given
-                .dyn_into()
-                .map_err(|_| bad_request("`topics` must be an array of patterns"))?;
-            for t in arr.iter() {
-                let t = t.as_string().unwrap_or_default();
-                Pattern::parse(&t).map_err(|e| error(e.code.as_str(), &e.message))?;
-                topics.push(t);
-            }
-        }
-        let num = |k: &str| opt(options, k).as_f64();
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        base: String,
+        transport: u32,
+        min_backoff_ms: f64,
+        max_backoff_ms: f64,
+        outbox_size: f64,
+        attempt_timeout_ms: f64,
+        token: JsValue,
+        callbacks: Callbacks,
+    ) -> Channel {
+        let or = |n: f64, default: f64| if n.is_nan() { default } else { n };
         let defaults = Config::default();
         let cfg = Config {
-            preference,
-            min_backoff_ms: num("minBackoffMs").unwrap_or(defaults.min_backoff_ms),
-            max_backoff_ms: num("maxBackoffMs").unwrap_or(defaults.max_backoff_ms),
-            outbox_max: num("outboxSize").map_or(defaults.outbox_max, |n| n.max(0.0) as usize),
-            connect_timeout_ms: num("attemptTimeoutMs").unwrap_or(defaults.connect_timeout_ms),
+            preference: match transport {
+                1 => Preference::WebSocket,
+                2 => Preference::Sse,
+                _ => Preference::Auto,
+            },
+            min_backoff_ms: or(min_backoff_ms, defaults.min_backoff_ms),
+            max_backoff_ms: or(max_backoff_ms, defaults.max_backoff_ms),
+            outbox_max: or(outbox_size, defaults.outbox_max as f64).max(0.0) as usize,
+            connect_timeout_ms: or(attempt_timeout_ms, defaults.connect_timeout_ms),
             dedupe_ids: defaults.dedupe_ids,
         };
         let inner = Rc::new_cyclic(|weak: &alloc::rc::Weak<Inner>| {
@@ -479,17 +471,17 @@ impl Channel {
                 },
             );
             Inner {
-                machine: RefCell::new(Machine::new(cfg, topics)),
+                machine: RefCell::new(Machine::new(cfg, Vec::new())),
                 base,
                 instance: new_id(),
-                token_source: opt(options, "token"),
+                token_source: token,
                 token: RefCell::new(None),
                 transport: RefCell::new(None),
                 opening: RefCell::new(None),
                 generation: Cell::new(0),
                 handlers: RefCell::new(Rc::new(Vec::new())),
                 keys: frames::Keys::default(),
-                callbacks: Callbacks::new(),
+                callbacks,
                 timer: Cell::new(None),
                 // Owned by the JS function from here on: a signal that
                 // arrives after the channel is gone finds nothing to do.
@@ -498,21 +490,87 @@ impl Channel {
                 next_ref: Cell::new(1),
             }
         });
-        Ok(Channel { inner })
+        Channel { inner }
     }
 
+    /// Everything but `emit`, by `op` (see [`op`]): `a` and `b` are the
+    /// arguments of the method it stands for.
+    pub fn call(&self, op: u32, a: JsValue, b: JsValue) -> Result<JsValue, JsValue> {
+        Ok(match op {
+            op::START => {
+                self.start();
+                JsValue::UNDEFINED
+            }
+            op::SUBSCRIBE => self
+                .subscribe(&a.as_string().unwrap_or_default(), &b)?
+                .into(),
+            op::UNSUBSCRIBE => {
+                self.unsubscribe(a.as_f64().unwrap_or(0.0) as u32);
+                JsValue::UNDEFINED
+            }
+            op::CLOSE => {
+                self.close();
+                JsValue::UNDEFINED
+            }
+            op::STATE => self.state().into(),
+            op::TRANSPORT => self.transport(),
+            op::LAST_SEQ => self.last_seq().map_or(JsValue::NULL, JsValue::from),
+            op::INJECT => {
+                self.inject_frame(&a.as_string().unwrap_or_default());
+                JsValue::UNDEFINED
+            }
+            _ => JsValue::UNDEFINED,
+        })
+    }
+
+    /// Emits an event; resolves with `{id, seq, duplicate}` once the gateway
+    /// has accepted it, or rejects with an `Error` that has a `code`.
+    /// `options` may set the event's `id`, `correlationid`, `subject` and
+    /// `source`.
+    pub fn emit(&self, ty: &str, data: &JsValue, options: &JsValue) -> JsValue {
+        let reference = self.inner.next_ref.get();
+        self.inner.next_ref.set(reference + 1);
+        let id = opt(options, "id").as_string().unwrap_or_else(new_id);
+        let mut set_options = Vec::new();
+        for name in outgoing::ENVELOPE_OPTIONS {
+            if let Some(v) = opt(options, name).as_string() {
+                set_options.push((name, v));
+            }
+        }
+        let promise = self.inner.callbacks.emit(reference as f64);
+        let json = stringify(data);
+        let data = json.as_string();
+        if data.is_none() && !json.is_undefined() {
+            self.inner
+                .callbacks
+                .reject(reference as f64, "invalid_event", &js_err_message(&json));
+            return promise;
+        }
+        let json = outgoing::envelope(&id, ty, &set_options, data.as_deref());
+        self.inner.feed(Input::Emit {
+            ty: ty.to_owned(),
+            emit: Emit {
+                reference,
+                id,
+                json,
+            },
+        });
+        promise
+    }
+}
+
+/// The methods `call` stands for; the browser tests call them directly.
+impl Channel {
     /// Starts connecting.
     pub fn start(&self) {
         self.inner.feed(Input::Start);
     }
 
-    #[wasm_bindgen(getter)]
-    pub fn state(&self) -> String {
-        self.inner.machine.borrow().state().name().into()
+    pub fn state(&self) -> &'static str {
+        self.inner.machine.borrow().state().name()
     }
 
     /// `websocket`, `sse`, or null before the first attempt.
-    #[wasm_bindgen(getter)]
     pub fn transport(&self) -> JsValue {
         self.inner
             .machine
@@ -522,27 +580,25 @@ impl Channel {
     }
 
     /// The position of the last event delivered.
-    #[wasm_bindgen(getter, js_name = lastSeq)]
     pub fn last_seq(&self) -> Option<String> {
         self.inner.machine.borrow().last_seq().map(str::to_owned)
     }
 
-    fn next_id(&self) -> u32 {
+    /// Calls `handler(event)` for every event whose type matches `pattern`
+    /// and returns an id for `unsubscribe`; a `handler` that is not a
+    /// function only adds the pattern (the `topics` option). Throws on an
+    /// invalid pattern.
+    pub fn subscribe(&self, pattern: &str, handler: &JsValue) -> Result<u32, JsValue> {
+        let parsed = Pattern::parse(pattern).map_err(|e| failure(e.code.as_str(), &e.message))?;
         let id = self.inner.next_id.get();
         self.inner.next_id.set(id.wrapping_add(1));
-        id
-    }
-
-    /// Calls `handler(event)` for every event whose type matches `pattern`;
-    /// returns an id for `unsubscribe`. Throws on an invalid pattern.
-    pub fn subscribe(&self, pattern: &str, handler: Function) -> Result<u32, JsValue> {
-        let parsed = Pattern::parse(pattern).map_err(|e| error(e.code.as_str(), &e.message))?;
-        let id = self.next_id();
-        Rc::make_mut(&mut self.inner.handlers.borrow_mut()).push(Handler {
-            id,
-            pattern: Rc::new(parsed),
-            f: handler,
-        });
+        if handler.is_function() {
+            Rc::make_mut(&mut self.inner.handlers.borrow_mut()).push(Handler {
+                id,
+                pattern: Rc::new(parsed),
+                f: handler.clone(),
+            });
+        }
         self.inner.feed(Input::AddPattern(pattern.to_owned()));
         Ok(id)
     }
@@ -563,61 +619,15 @@ impl Channel {
         }
     }
 
-    /// Emits an event; resolves with `{id, seq, duplicate}` once the gateway
-    /// has accepted it, or rejects with an `Error` that has a `code`.
-    pub fn emit(&self, ty: &str, data: &JsValue, options: &JsValue) -> Promise {
-        let reference = self.inner.next_ref.get();
-        self.inner.next_ref.set(reference + 1);
-        let id = opt(options, "id").as_string().unwrap_or_else(new_id);
-        let mut set_options = Vec::new();
-        for name in outgoing::ENVELOPE_OPTIONS {
-            if let Some(v) = opt(options, name).as_string() {
-                set_options.push((name, v));
-            }
-        }
-        let promise = self.inner.callbacks.emit(reference as f64);
-        let data = match js_sys::JSON::stringify(data) {
-            Ok(d) => d.as_string(),
-            Err(e) => {
-                let message = js_err_message(&e);
-                self.inner
-                    .callbacks
-                    .reject(reference as f64, "invalid_event", &message);
-                return promise;
-            }
-        };
-        let json = outgoing::envelope(&id, ty, &set_options, data.as_deref());
-        self.inner.feed(Input::Emit {
-            ty: ty.to_owned(),
-            emit: Emit {
-                reference,
-                id,
-                json,
-            },
-        });
-        promise
-    }
-
-    /// Calls `listener(state, info)` on every state change; returns an id for `off`.
-    #[wasm_bindgen(js_name = onState)]
-    pub fn on_state(&self, listener: Function) -> u32 {
-        let id = self.next_id();
-        self.inner.callbacks.on(false, id, &listener);
-        id
+    /// Calls `listener(state, info)` on every state change.
+    pub fn on_state(&self, listener: &JsValue) {
+        self.inner.callbacks.listen(false, listener);
     }
 
     /// Calls `listener(error)` for errors not tied to an emit: malformed
     /// frames, handler exceptions, refused subscriptions, transport trouble.
-    #[wasm_bindgen(js_name = onError)]
-    pub fn on_error(&self, listener: Function) -> u32 {
-        let id = self.next_id();
-        self.inner.callbacks.on(true, id, &listener);
-        id
-    }
-
-    /// Removes a listener added with `onState` or `onError`.
-    pub fn off(&self, id: u32) {
-        self.inner.callbacks.off(id);
+    pub fn on_error(&self, listener: &JsValue) {
+        self.inner.callbacks.listen(true, listener);
     }
 
     /// Closes the channel: pending emits reject with `closed`.
@@ -628,7 +638,6 @@ impl Channel {
 
     /// Feeds `text` to the channel as if the current transport had received
     /// it. For tests of malformed input; not part of the public API.
-    #[wasm_bindgen(js_name = injectFrame)]
     pub fn inject_frame(&self, text: &str) {
         let Some(kind) = self.inner.machine.borrow().transport() else {
             return;

@@ -5,15 +5,19 @@
 use crate::machine::Input;
 use crate::prelude::*;
 use eventwire_protocol::op;
-use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 
-#[wasm_bindgen]
+#[wasm_bindgen(module = "/js/io.js")]
 extern "C" {
-    /// `JSON.parse` on the browser's own string (js-sys's takes a `&str`,
-    /// which would copy the frame into wasm memory and back).
-    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
-    fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
+    /// `JSON.parse` on the browser's own string (a `&str` would copy the
+    /// frame into wasm memory and back); undefined, which JSON cannot
+    /// express, when the text is not JSON. No exception crosses into wasm,
+    /// so the glue needs no exception handling at all.
+    fn parse(text: &JsValue) -> JsValue;
+    /// `o[key]`; undefined where `o` has no such property or is not an
+    /// object.
+    #[wasm_bindgen(js_name = get)]
+    pub fn field(o: &JsValue, key: &JsValue) -> JsValue;
 }
 
 /// The keys read from every event, made into JS strings once per channel
@@ -40,11 +44,7 @@ impl Default for Keys {
     }
 }
 
-fn field(obj: &JsValue, key: &JsValue) -> JsValue {
-    Reflect::get(obj, key).unwrap_or(JsValue::UNDEFINED)
-}
-
-fn get(obj: &JsValue, key: &str) -> JsValue {
+pub fn get(obj: &JsValue, key: &str) -> JsValue {
     field(obj, &JsValue::from_str(key))
 }
 
@@ -59,10 +59,12 @@ fn number(obj: &JsValue, key: &str) -> Option<f64> {
 /// A frame that is not what the protocol says: the reason, for `onError`.
 pub struct Malformed(pub &'static str);
 
-fn parse(text: &JsValue) -> Result<JsValue, Malformed> {
-    let v = json_parse(text).map_err(|_| Malformed("a frame is not valid JSON"))?;
+fn object(text: &JsValue) -> Result<JsValue, Malformed> {
+    let v = parse(text);
     if v.is_object() {
         Ok(v)
+    } else if v.is_undefined() {
+        Err(Malformed("a frame is not valid JSON"))
     } else {
         Err(Malformed("a frame is not a JSON object"))
     }
@@ -100,11 +102,11 @@ pub fn welcome(obj: &JsValue) -> Input<JsValue> {
 
 /// An SSE message: its data is an envelope.
 pub fn sse_message(text: &JsValue, keys: &Keys) -> Result<Input<JsValue>, Malformed> {
-    event(parse(text)?, keys)
+    event(object(text)?, keys)
 }
 
 pub fn sse_welcome(text: &JsValue) -> Result<Input<JsValue>, Malformed> {
-    Ok(welcome(&parse(text)?))
+    Ok(welcome(&object(text)?))
 }
 
 fn reference(obj: &JsValue) -> Option<u64> {
@@ -113,12 +115,12 @@ fn reference(obj: &JsValue) -> Option<u64> {
 
 /// The `code` in the data of an SSE `$close`, if it has one.
 pub fn close_code(text: &JsValue) -> Option<String> {
-    parse(text).ok().and_then(|v| string(&v, "code"))
+    object(text).ok().and_then(|v| string(&v, "code"))
 }
 
 /// A WebSocket text frame.
 pub fn ws_frame(text: &JsValue, k: &Keys) -> Result<Input<JsValue>, Malformed> {
-    let v = parse(text)?;
+    let v = object(text)?;
     let name = field(&v, &k.op)
         .as_string()
         .ok_or(Malformed("a frame has no op"))?;

@@ -45,7 +45,7 @@ pub mod recent;
 #[cfg(target_arch = "wasm32")]
 mod channel;
 #[cfg(target_arch = "wasm32")]
-pub use channel::Channel;
+pub use channel::{Callbacks, Channel};
 #[cfg(target_arch = "wasm32")]
 mod frames;
 #[cfg(target_arch = "wasm32")]

@@ -11,8 +11,8 @@
 
 #![cfg(target_arch = "wasm32")]
 
-use eventwire_channel::Channel;
-use js_sys::{Array, Function, Object, Promise, Reflect};
+use eventwire_channel::{Callbacks, Channel};
+use js_sys::{Function, Object, Promise, Reflect};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::JsCast;
@@ -44,6 +44,36 @@ fn obj(pairs: &[(&str, JsValue)]) -> JsValue {
         Reflect::set(&o, &(*k).into(), v).unwrap();
     }
     o.into()
+}
+
+/// The promise an emit returned, to await.
+fn settle(promise: JsValue) -> JsFuture {
+    JsFuture::from(promise.unchecked_into::<Promise>())
+}
+
+/// A channel as `index.js` makes one from the `connect` options: backoff
+/// 200 ms up to 1 s, the `topics` subscribed without a handler.
+fn channel(base: &str, transport: &str, topics: &[&str], token: JsValue) -> Channel {
+    let kind = match transport {
+        "websocket" => 1,
+        "sse" => 2,
+        _ => 0,
+    };
+    let nan = f64::NAN;
+    let channel = Channel::new(
+        base.into(),
+        kind,
+        200.0,
+        1000.0,
+        nan,
+        nan,
+        token,
+        Callbacks::new(),
+    );
+    for t in topics {
+        channel.subscribe(t, &JsValue::UNDEFINED).unwrap();
+    }
+    channel
 }
 
 async fn sleep(ms: i32) {
@@ -130,24 +160,16 @@ struct Connected {
 }
 
 async fn connect(base: &str, transport: &str, topics: &[&str]) -> Connected {
-    let topics: Array = topics.iter().map(|t| JsValue::from_str(t)).collect();
-    let options = obj(&[
-        ("url", base.into()),
-        ("transport", transport.into()),
-        ("topics", topics.into()),
-        ("minBackoffMs", 200.into()),
-        ("maxBackoffMs", 1000.into()),
-    ]);
-    let channel = Channel::new(&options).unwrap();
+    let channel = channel(base, transport, topics, JsValue::UNDEFINED);
     let states = recorder();
     let st = states.events.clone();
     let on_state = Closure::<dyn FnMut(JsValue, JsValue)>::new(move |s: JsValue, info: JsValue| {
         st.borrow_mut().push(obj(&[("state", s), ("info", info)]));
     });
-    channel.on_state(on_state.as_ref().unchecked_ref::<Function>().clone());
+    channel.on_state(on_state.as_ref());
     on_state.forget();
     let errors = recorder();
-    channel.on_error(errors.f.clone());
+    channel.on_error(&errors.f);
     channel.start();
     let c = Connected {
         channel,
@@ -177,7 +199,7 @@ impl Connected {
     /// Subscribes a fresh recorder to `pattern`.
     fn record(&self, pattern: &str) -> Recorder {
         let r = recorder();
-        self.channel.subscribe(pattern, r.f.clone()).unwrap();
+        self.channel.subscribe(pattern, &r.f).unwrap();
         r
     }
 
@@ -252,7 +274,7 @@ async fn emit_resolves_with_the_gateway_receipt_on_both_transports() {
         let got = c.record(&format!("{r}.>"));
         let options = obj(&[("correlationid", "corr-9".into())]);
         let data = obj(&[("target", "buy".into()), ("n", 1.into())]);
-        let receipt = JsFuture::from(c.channel.emit(&format!("{r}.clicked"), &data, &options))
+        let receipt = settle(c.channel.emit(&format!("{r}.clicked"), &data, &options))
             .await
             .unwrap();
         let id = get(&receipt, "id").as_string().unwrap();
@@ -277,11 +299,10 @@ async fn emit_resolves_with_the_gateway_receipt_on_both_transports() {
 
         // A bad type and an oversized payload are refused with codes, and
         // the channel carries on.
-        let bad = JsFuture::from(c.channel.emit(
-            "not a topic",
-            &JsValue::NULL,
-            &JsValue::UNDEFINED,
-        ))
+        let bad = settle(
+            c.channel
+                .emit("not a topic", &JsValue::NULL, &JsValue::UNDEFINED),
+        )
         .await
         .unwrap_err();
         assert_eq!(
@@ -289,7 +310,7 @@ async fn emit_resolves_with_the_gateway_receipt_on_both_transports() {
             Some("invalid_topic")
         );
         let huge = JsValue::from_str(&"x".repeat(70_000));
-        let big = JsFuture::from(
+        let big = settle(
             c.channel
                 .emit(&format!("{r}.big"), &huge, &JsValue::UNDEFINED),
         )
@@ -299,7 +320,7 @@ async fn emit_resolves_with_the_gateway_receipt_on_both_transports() {
             get(&big, "code").as_string().as_deref(),
             Some("event_too_large")
         );
-        JsFuture::from(c.channel.emit(
+        settle(c.channel.emit(
             &format!("{r}.after"),
             &obj(&[("n", 2.into())]),
             &JsValue::UNDEFINED,
@@ -320,17 +341,11 @@ async fn patterns_route_like_the_gateway() {
         let star = recorder();
         let rest = recorder();
         let exact = recorder();
-        c.channel
-            .subscribe(&format!("{r}.*"), star.f.clone())
-            .unwrap();
-        c.channel
-            .subscribe(&format!("{r}.>"), rest.f.clone())
-            .unwrap();
-        c.channel
-            .subscribe(&format!("{r}.a.b"), exact.f.clone())
-            .unwrap();
+        c.channel.subscribe(&format!("{r}.*"), &star.f).unwrap();
+        c.channel.subscribe(&format!("{r}.>"), &rest.f).unwrap();
+        c.channel.subscribe(&format!("{r}.a.b"), &exact.f).unwrap();
         assert!(
-            c.channel.subscribe("bad pattern", star.f.clone()).is_err(),
+            c.channel.subscribe("bad pattern", &star.f).is_err(),
             "invalid patterns throw"
         );
         sleep(300).await;
@@ -397,7 +412,7 @@ async fn emits_made_while_disconnected_are_flushed_in_order() {
         let seen = recorder();
         watcher
             .channel
-            .subscribe(&format!("{r}.ui.>"), seen.f.clone())
+            .subscribe(&format!("{r}.ui.>"), &seen.f)
             .unwrap();
         let c = connect(base, transport, &[&format!("{r}.kick")]).await;
         sleep(200).await;
@@ -416,9 +431,7 @@ async fn emits_made_while_disconnected_are_flushed_in_order() {
             ));
         }
         for p in receipts {
-            JsFuture::from(p)
-                .await
-                .expect("every queued emit is accepted");
+            settle(p).await.expect("every queued emit is accepted");
         }
         until("the 20 emits at the watcher", || seen.len() >= 20).await;
         sleep(300).await;
@@ -439,7 +452,7 @@ async fn a_throwing_handler_does_not_stop_the_others() {
         let r = root("iso", transport);
         let c = connect(base, transport, &[&format!("{r}.x")]).await;
         let thrower = Function::new_with_args("e", "throw new Error('handler bug')");
-        c.channel.subscribe(&format!("{r}.x"), thrower).unwrap();
+        c.channel.subscribe(&format!("{r}.x"), &thrower).unwrap();
         let got = c.record(&format!("{r}.x"));
         post(base, &format!(r#"{{"type":"{r}.x","data":{{"n":1}}}}"#)).await;
         post(base, &format!(r#"{{"type":"{r}.x","data":{{"n":2}}}}"#)).await;
@@ -488,7 +501,7 @@ async fn auto_falls_back_to_sse_when_websocket_is_refused() {
     sleep(300).await;
     post(base, &format!(r#"{{"type":"{r}.x","data":{{"n":1}}}}"#)).await;
     until("the event over SSE", || got.len() == 1).await;
-    let receipt = JsFuture::from(c.channel.emit(
+    let receipt = settle(c.channel.emit(
         &format!("{r}.x"),
         &obj(&[("n", 2.into())]),
         &JsValue::UNDEFINED,
@@ -515,15 +528,12 @@ async fn the_token_function_is_called_again_on_every_connect() {
             let t = JsValue::from_str(&format!("token-{}", c2.borrow()));
             Promise::resolve(&t).into()
         });
-        let topics: Array = [JsValue::from_str(&format!("{r}.>"))].into_iter().collect();
-        let options = obj(&[
-            ("url", base.into()),
-            ("transport", transport.into()),
-            ("topics", topics.into()),
-            ("minBackoffMs", 200.into()),
-            ("token", token.as_ref().clone()),
-        ]);
-        let channel = Channel::new(&options).unwrap();
+        let channel = channel(
+            base,
+            transport,
+            &[&format!("{r}.>")],
+            token.as_ref().clone(),
+        );
         channel.start();
         until("the channel to open", || channel.state() == "open").await;
         assert_eq!(*calls.borrow(), 1);
@@ -578,26 +588,19 @@ async fn an_expiring_token_is_refreshed_and_nothing_is_lost() {
             let t = JsValue::from_str(t);
             Promise::resolve(&t).into()
         });
-        let topics: Array = [JsValue::from_str(&format!("user.{sub}.>"))]
-            .into_iter()
-            .collect();
-        let options = obj(&[
-            ("url", base.into()),
-            ("transport", transport.into()),
-            ("topics", topics.into()),
-            ("minBackoffMs", 200.into()),
-            ("token", token.as_ref().clone()),
-        ]);
-        let channel = Channel::new(&options).unwrap();
+        let channel = channel(
+            base,
+            transport,
+            &[&format!("user.{sub}.>")],
+            token.as_ref().clone(),
+        );
         let got = recorder();
-        channel
-            .subscribe(&format!("user.{sub}.>"), got.f.clone())
-            .unwrap();
+        channel.subscribe(&format!("user.{sub}.>"), &got.f).unwrap();
         channel.start();
         until("the channel to open", || channel.state() == "open").await;
         // Emit across the expiry: every one is accepted and delivered once.
         for n in 1..=8u32 {
-            JsFuture::from(channel.emit(
+            settle(channel.emit(
                 &format!("user.{sub}.note"),
                 &obj(&[("n", n.into())]),
                 &JsValue::UNDEFINED,

@@ -4,8 +4,8 @@
 //! modules the same shape. The browser sends the POST (`js/io.js`); what
 //! its answer means is decided here.
 
+use crate::frames::get;
 use crate::prelude::*;
-use js_sys::Reflect;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(module = "/js/io.js")]
@@ -24,10 +24,6 @@ pub enum PostOutcome {
     Refused(String, String),
     /// Network failure, an unreadable answer or a 5xx: worth retrying.
     Failed,
-}
-
-fn get(obj: &JsValue, key: &str) -> JsValue {
-    Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
 }
 
 /// Reads the answer to a POST: its status and JSON body.

@@ -75,18 +75,17 @@ pub struct Transport {
 
 impl Transport {
     /// Opens `kind` at `url`; its signals go to `io` with `generation`.
-    /// Fails when the browser refuses (a malformed URL, say).
-    pub fn open(
-        kind: Kind,
-        url: &str,
-        generation: u32,
-        io: &JsValue,
-    ) -> Result<Transport, JsValue> {
+    /// Fails with the browser's message when it refuses (a malformed URL,
+    /// say): `io.js` answers a string then, never a transport.
+    pub fn open(kind: Kind, url: &str, generation: u32, io: &JsValue) -> Result<Transport, String> {
         let handle = match kind {
-            Kind::WebSocket => websocket::open(url, generation, io)?,
-            Kind::Sse => sse::open(url, generation, io)?,
+            Kind::WebSocket => websocket::open(url, generation, io),
+            Kind::Sse => sse::open(url, generation, io),
         };
-        Ok(Transport { kind, handle })
+        match handle.as_string() {
+            Some(message) => Err(message),
+            None => Ok(Transport { kind, handle }),
+        }
     }
 
     /// Sends a WebSocket text frame (an SSE transport only receives).

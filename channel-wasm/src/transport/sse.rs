@@ -12,6 +12,7 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(module = "/js/io.js")]
 extern "C" {
-    #[wasm_bindgen(js_name = openEventSource, catch)]
-    pub fn open(url: &str, generation: u32, io: &JsValue) -> Result<JsValue, JsValue>;
+    /// The `EventSource`, or the browser's message when it refused.
+    #[wasm_bindgen(js_name = openEventSource)]
+    pub fn open(url: &str, generation: u32, io: &JsValue) -> JsValue;
 }
