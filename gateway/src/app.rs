@@ -11,6 +11,8 @@ use crate::listener::GatewayListener;
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::transport::{publish, sse, ws};
+use crate::webhooks::http as webhooks;
+use crate::webhooks::{Sources as WebhookSources, Webhooks};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -76,6 +78,22 @@ impl Gateway {
         group_store: Arc<dyn GroupStore>,
     ) -> Result<Gateway, StartError> {
         let groups = Groups::start(engine.clone(), group_store).await?;
+        let shutdown = CancellationToken::new();
+        let keep_in = match config.engine.kind {
+            crate::engine::EngineKind::Disk => Some(config.engine.data_dir.clone()),
+            _ => None,
+        };
+        let webhooks = Webhooks::start(
+            groups.clone() as Arc<dyn crate::groups::backend::GroupBackend>,
+            WebhookSources {
+                keep_in,
+                declared: config.webhooks.clone(),
+            },
+            config.max_subscriptions,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(StartError::Config)?;
         let auth = config.auth.authenticator().map_err(StartError::Config)?;
         let prometheus = crate::metrics::recorder();
         let metrics = Arc::new(Metrics::new());
@@ -87,6 +105,7 @@ impl Gateway {
                 connects: PerIp::new(config.connect_rate, config.connect_burst, "new connections"),
                 posts: PerIp::new(config.emit_rate, config.emit_burst, "events"),
                 groups,
+                webhooks,
                 bodies: Budget::new(
                     config.max_body_buffer_bytes,
                     config.queue_timeout,
@@ -97,7 +116,7 @@ impl Gateway {
                 hub,
                 metrics,
                 prometheus,
-                shutdown: CancellationToken::new(),
+                shutdown,
             }),
         })
     }
@@ -184,6 +203,15 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/groups/{group}/extend", post(groups::extend))
         .route("/v1/groups/{group}/dead", get(groups::dead))
         .route("/v1/groups/{group}/dead/redrive", post(groups::redrive))
+        .route("/v1/webhooks", get(webhooks::list))
+        .route(
+            "/v1/webhooks/{name}",
+            get(webhooks::get)
+                .put(webhooks::put)
+                .delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{name}/dead", get(webhooks::dead))
+        .route("/v1/webhooks/{name}/dead/redrive", post(webhooks::redrive))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
@@ -244,5 +272,6 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     // than kept in the process-wide recorder, so a deleted group's series
     // disappear with it.
     crate::groups::render_metrics(shared.groups.as_ref(), &mut text).await;
+    shared.webhooks.render_metrics(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -141,6 +141,11 @@ pub struct Config {
     )]
     pub cors_origins: Vec<String>,
 
+    /// A JSON file declaring webhooks, `{"webhooks": {"<name>": <PUT body>}}`,
+    /// created at startup (docs/PROTOCOL.md §17.7).
+    #[arg(long, env = "EVENTWIRE_WEBHOOKS")]
+    pub webhooks: Option<PathBuf>,
+
     #[command(flatten)]
     pub auth: crate::auth::AuthArgs,
 }

@@ -24,6 +24,7 @@ pub mod state;
 pub mod static_files;
 pub mod sublist;
 pub mod transport;
+pub mod webhooks;
 
 pub use app::Gateway;
 pub use config::Config;

@@ -29,6 +29,7 @@ pub struct Shared {
     pub posts: PerIp,
     /// Consumer groups, whichever implementation the engine brings.
     pub groups: Arc<dyn GroupBackend>,
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// Bytes of request bodies being read at once.
     pub bodies: Budget,
     /// Held shared by every publish from its shutdown check until the

@@ -72,6 +72,15 @@ pub enum ErrorCode {
     GroupConflict,
     /// A consumer group name or configuration value is not acceptable.
     InvalidGroup,
+    /// No webhook of this name.
+    WebhookNotFound,
+    /// A webhook of this name exists with another configuration.
+    WebhookConflict,
+    /// A webhook name or configuration value is not acceptable.
+    InvalidWebhook,
+    /// A webhook's target is an address the gateway never calls:
+    /// link-local or cloud metadata (169.254.0.0/16, fe80::/10).
+    TargetRefused,
     /// A bug on the gateway's side.
     Internal,
 }
@@ -107,6 +116,10 @@ impl ErrorCode {
         ErrorCode::GroupNotFound,
         ErrorCode::GroupConflict,
         ErrorCode::InvalidGroup,
+        ErrorCode::WebhookNotFound,
+        ErrorCode::WebhookConflict,
+        ErrorCode::InvalidWebhook,
+        ErrorCode::TargetRefused,
         ErrorCode::Internal,
     ];
 
@@ -141,6 +154,10 @@ impl ErrorCode {
             ErrorCode::GroupNotFound => "group_not_found",
             ErrorCode::GroupConflict => "group_conflict",
             ErrorCode::InvalidGroup => "invalid_group",
+            ErrorCode::WebhookNotFound => "webhook_not_found",
+            ErrorCode::WebhookConflict => "webhook_conflict",
+            ErrorCode::InvalidWebhook => "invalid_webhook",
+            ErrorCode::TargetRefused => "target_refused",
             ErrorCode::Internal => "internal",
         }
     }
@@ -154,8 +171,8 @@ impl ErrorCode {
             | ErrorCode::EngineUnavailable
             | ErrorCode::Overloaded => 503,
             ErrorCode::RequestTimeout => 408,
-            ErrorCode::NotFound | ErrorCode::GroupNotFound => 404,
-            ErrorCode::GroupConflict => 409,
+            ErrorCode::NotFound | ErrorCode::GroupNotFound | ErrorCode::WebhookNotFound => 404,
+            ErrorCode::GroupConflict | ErrorCode::WebhookConflict => 409,
             ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::RateLimited => 429,

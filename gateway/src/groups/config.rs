@@ -54,6 +54,16 @@ pub enum Start {
 }
 
 impl Start {
+    /// `start` as given: absent means `"new"`; anything but `"new"` and
+    /// `"earliest"` is a position, checked against the engine at creation.
+    pub fn parse(text: Option<&str>) -> Start {
+        match text {
+            None | Some("new") => Start::New,
+            Some("earliest") => Start::Earliest,
+            Some(p) => Start::After(p.to_owned()),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             Start::New => "new",
@@ -121,6 +131,29 @@ pub fn show(d: Duration) -> String {
     }
 }
 
+/// Checks topic patterns and normalizes them (sorted, no repeats), so two
+/// spellings of one set compare equal. A count out of range gets
+/// `invalid`'s error (groups and webhooks each have their own code).
+pub fn check_topics(
+    topics: &[String],
+    max_topics: usize,
+    invalid: fn(String) -> ProtocolError,
+) -> Result<Vec<Pattern>, ProtocolError> {
+    let max_topics = max_topics.min(MAX_TOPICS);
+    if topics.is_empty() || topics.len() > max_topics {
+        return Err(invalid(format!(
+            "`topics` must hold 1 to {max_topics} patterns"
+        )));
+    }
+    let mut out = topics
+        .iter()
+        .map(|t| Pattern::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    out.dedup();
+    Ok(out)
+}
+
 /// Checks a group name: a topic of at most [`MAX_NAME_LEN`] bytes.
 pub fn check_name(name: &str) -> Result<(), ProtocolError> {
     if name.len() > MAX_NAME_LEN {
@@ -138,19 +171,7 @@ pub fn check_name(name: &str) -> Result<(), ProtocolError> {
 
 impl GroupSpec {
     pub fn check(self, max_topics: usize) -> Result<GroupConfig, ProtocolError> {
-        let max_topics = max_topics.min(MAX_TOPICS);
-        if self.topics.is_empty() || self.topics.len() > max_topics {
-            return Err(invalid(format!(
-                "`topics` must hold 1 to {max_topics} patterns"
-            )));
-        }
-        let mut topics = self
-            .topics
-            .iter()
-            .map(|t| Pattern::parse(t))
-            .collect::<Result<Vec<_>, _>>()?;
-        topics.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        topics.dedup();
+        let topics = check_topics(&self.topics, max_topics, invalid)?;
         let ack_wait = match &self.ack_wait {
             None => DEFAULT_ACK_WAIT,
             Some(t) => duration("ack_wait", t, ACK_WAIT_RANGE.1)?,
@@ -185,11 +206,7 @@ impl GroupSpec {
                 .map(|s| duration("backoff", s, MAX_DELAY))
                 .collect::<Result<_, _>>()?,
         };
-        let start = match self.start.as_deref() {
-            None | Some("new") => Start::New,
-            Some("earliest") => Start::Earliest,
-            Some(p) => Start::After(p.to_owned()),
-        };
+        let start = Start::parse(self.start.as_deref());
         Ok(GroupConfig {
             topics,
             ack_wait,

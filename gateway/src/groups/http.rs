@@ -36,7 +36,7 @@ pub fn rfc3339(ms: u64) -> String {
 /// Parses a JSON body: broken JSON is `invalid_json`; well-formed JSON of
 /// the wrong shape gets `shape` (`bad_request`, or `invalid_group` for a
 /// group's configuration). An empty body stands for `{}`.
-fn body<T: DeserializeOwned>(bytes: &Bytes, shape: ErrorCode) -> Result<T, ApiError> {
+pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes, shape: ErrorCode) -> Result<T, ApiError> {
     let text = if bytes.iter().all(u8::is_ascii_whitespace) {
         &b"{}"[..]
     } else {
@@ -342,8 +342,17 @@ pub async fn nack(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
 }
 
 pub async fn dead(call: Call) -> Result<Response, ApiError> {
+    dead_letters(call.groups(), &call.name, call.query.as_deref()).await
+}
+
+/// The dead-letter list of a group; webhooks list theirs with it too.
+pub(crate) async fn dead_letters(
+    groups: &dyn GroupBackend,
+    name: &str,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
     let mut limit = 100;
-    for (k, v) in form_urlencoded::parse(call.query.as_deref().unwrap_or_default().as_bytes()) {
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if k == "limit" {
             limit = v
                 .parse::<usize>()
@@ -357,7 +366,7 @@ pub async fn dead(call: Call) -> Result<Response, ApiError> {
                 })?;
         }
     }
-    let (letters, total) = call.groups().dead(&call.name, limit).await?;
+    let (letters, total) = groups.dead(name, limit).await?;
     let mut body = Vec::new();
     body.extend_from_slice(b"{\"dead\":[");
     for (i, d) in letters.iter().enumerate() {
@@ -390,13 +399,22 @@ struct RedriveBody {
 }
 
 pub async fn redrive(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
-    let b: RedriveBody = body(&bytes, ErrorCode::BadRequest)?;
+    redrive_letters(call.groups(), &call.name, &bytes).await
+}
+
+/// Redrives a group's dead letters; webhooks redrive theirs with it too.
+pub(crate) async fn redrive_letters(
+    groups: &dyn GroupBackend,
+    name: &str,
+    bytes: &Bytes,
+) -> Result<Response, ApiError> {
+    let b: RedriveBody = body(bytes, ErrorCode::BadRequest)?;
     if b.ids.as_ref().is_some_and(|ids| ids.len() > MAX_HANDLES) {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
             format!("`ids` holds at most {MAX_HANDLES} ids"),
         ));
     }
-    let (n, unknown) = call.groups().redrive(&call.name, b.ids.as_deref()).await?;
+    let (n, unknown) = groups.redrive(name, b.ids.as_deref()).await?;
     Ok(Json(json!({ "redriven": n, "unknown": unknown })).into_response())
 }

@@ -1,0 +1,576 @@
+//! Webhooks over real sockets: a real HTTP receiver on loopback (axum),
+//! signed deliveries, retries after 500s, timeouts and `Retry-After`,
+//! order under `max_inflight: 1`, dead letters and redrive, management
+//! (201/200/409, no secret shown, refusals of metadata addresses),
+//! `--webhooks FILE`, and the webhooks kept across a SIGKILL on the disk
+//! engine. The 2,000-event flaky receiver, verified with the reference
+//! `standardwebhooks` npm package, is tests/webhooks/flaky.test.mjs.
+
+mod common;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use common::*;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// What the receiver answers one request with.
+#[derive(Clone, Copy)]
+enum Reply {
+    Status(u16),
+    /// Sleep, then 200: the gateway has given up by then.
+    Sleep(Duration),
+    /// A status with `Retry-After: secs`.
+    RetryAfter(u16, u64),
+}
+
+/// One request as the receiver saw it.
+#[derive(Clone)]
+struct Hit {
+    headers: HeaderMap,
+    body: Bytes,
+    at: Instant,
+    reply: u16,
+}
+
+impl Hit {
+    fn header(&self, name: &str) -> String {
+        self.headers[name].to_str().unwrap().to_owned()
+    }
+    fn id(&self) -> String {
+        self.header("webhook-id")
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+type Behaviour = Box<dyn FnMut(&Value, u32) -> Reply + Send>;
+
+struct ReceiverState {
+    hits: Mutex<Vec<Hit>>,
+    /// Requests seen so far per webhook-id.
+    seen: Mutex<HashMap<String, u32>>,
+    behaviour: Mutex<Behaviour>,
+}
+
+/// A real HTTP server on loopback that records every request.
+struct Receiver {
+    addr: SocketAddr,
+    state: Arc<ReceiverState>,
+}
+
+async fn receive(State(s): State<Arc<ReceiverState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let nth = {
+        let mut seen = s.seen.lock().unwrap();
+        let n = seen.entry(id).or_default();
+        *n += 1;
+        *n
+    };
+    let reply = (s.behaviour.lock().unwrap())(&event, nth);
+    let code = match reply {
+        Reply::Status(c) | Reply::RetryAfter(c, _) => c,
+        Reply::Sleep(_) => 0,
+    };
+    s.hits.lock().unwrap().push(Hit {
+        headers,
+        body,
+        at: Instant::now(),
+        reply: code,
+    });
+    match reply {
+        Reply::Status(c) => StatusCode::from_u16(c).unwrap().into_response(),
+        Reply::RetryAfter(c, secs) => (
+            StatusCode::from_u16(c).unwrap(),
+            [("retry-after", secs.to_string())],
+        )
+            .into_response(),
+        Reply::Sleep(d) => {
+            tokio::time::sleep(d).await;
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+impl Receiver {
+    async fn start(behaviour: impl FnMut(&Value, u32) -> Reply + Send + 'static) -> Receiver {
+        let state = Arc::new(ReceiverState {
+            hits: Mutex::new(Vec::new()),
+            seen: Mutex::new(HashMap::new()),
+            behaviour: Mutex::new(Box::new(behaviour)),
+        });
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { addr, state }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.state.hits.lock().unwrap().clone()
+    }
+
+    fn set(&self, behaviour: impl FnMut(&Value, u32) -> Reply + Send + 'static) {
+        *self.state.behaviour.lock().unwrap() = Box::new(behaviour);
+    }
+}
+
+/// Verifies a request the way a Standard Webhooks receiver does.
+fn verify(hit: &Hit) {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(SECRET.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{}.{}.", hit.id(), hit.header("webhook-timestamp")).as_bytes());
+    mac.update(&hit.body);
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    let sent = hit.header("webhook-signature");
+    assert!(
+        sent.split(' ').any(|s| s == expected),
+        "signature {sent} does not verify (expected {expected})"
+    );
+    let ts: u64 = hit.header("webhook-timestamp").parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(ts.abs_diff(now) < 300, "timestamp {ts} is not now ({now})");
+    assert_eq!(hit.header("content-type"), "application/cloudevents+json");
+}
+
+async fn call(
+    gw: &TestGateway,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = gw.http.request(method, gw.url(path));
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn put(gw: &TestGateway, name: &str, config: Value) -> (u16, Value) {
+    call(
+        gw,
+        reqwest::Method::PUT,
+        &format!("/v1/webhooks/{name}"),
+        Some(config),
+    )
+    .await
+}
+
+async fn info(gw: &TestGateway, name: &str) -> Value {
+    let (s, v) = call(
+        gw,
+        reqwest::Method::GET,
+        &format!("/v1/webhooks/{name}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+/// Polls the webhook until `done` holds, or fails after `within`.
+async fn until(
+    gw: &TestGateway,
+    name: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let v = info(gw, name).await;
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn delivers_signed_events_in_order_through_500s_and_timeouts() {
+    let gw = start(config()).await;
+    // Every third event fails its first attempt with a 500, every fifth
+    // sleeps past the timeout on its first attempt.
+    let rx = Receiver::start(|e, nth| {
+        let n = e["data"]["n"].as_u64().unwrap();
+        match nth {
+            1 if n % 3 == 0 => Reply::Status(500),
+            1 if n % 5 == 0 => Reply::Sleep(Duration::from_millis(1500)),
+            _ => Reply::Status(204),
+        }
+    })
+    .await;
+    let (s, v) = put(
+        &gw,
+        "ordered",
+        json!({"url": rx.url(), "topics": ["ui.>"], "secret": SECRET, "timeout": "500ms",
+               "max_inflight": 1, "retry": {"initial": "20ms", "max": "100ms"}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    for n in 0..30 {
+        gw.publish(event("ui.click", n)).await;
+    }
+    gw.publish(event("other.topic", 99)).await;
+    let v = until(&gw, "ordered", WAIT * 3, |v| v["delivered"] == 30).await;
+    assert_eq!(v["pending"], 0, "{v}");
+    // 10 events failed with 500 and 4 more (5, 10, 20, 25) timed out once.
+    assert_eq!(v["failures"], 14, "{v}");
+    assert_eq!(v["attempts"], 44, "{v}");
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 44);
+    let mut ids: HashMap<String, Vec<u32>> = HashMap::new();
+    for h in &hits {
+        verify(h);
+        let attempt: u32 = h.header("eventwire-attempt").parse().unwrap();
+        ids.entry(h.id()).or_default().push(attempt);
+        assert_eq!(h.json()["type"], "ui.click");
+        assert_eq!(h.id(), h.json()["id"], "webhook-id is the event id");
+    }
+    // The same webhook-id on every attempt, attempts counted up.
+    for (id, attempts) in &ids {
+        assert!(
+            attempts == &[1] || attempts == &[1, 2],
+            "{id}: {attempts:?}"
+        );
+    }
+    // Successes in publish order: max_inflight 1 keeps order across retries.
+    let ok: Vec<u64> = hits
+        .iter()
+        .filter(|h| h.reply == 204)
+        .map(|h| h.json()["data"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ok, (0..30).collect::<Vec<_>>());
+    // At most one request at a time: each starts after the previous failed
+    // or answered (a timed-out one's sleep overlaps, which is fine).
+    let (_, metrics) = gw.get("/metrics").await;
+    assert!(
+        metrics.contains("eventwire_webhook_delivered_total{webhook=\"ordered\"} 30"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("eventwire_webhook_failures_total{webhook=\"ordered\"} 14"));
+    assert!(metrics.contains("eventwire_webhook_latency_seconds_count{webhook=\"ordered\"} 44"));
+    assert!(v["last_failure"]["reason"].as_str().is_some(), "{v}");
+}
+
+#[tokio::test]
+async fn always_failing_receiver_makes_dead_letters_and_redrive_delivers_them() {
+    let gw = start(config()).await;
+    let rx = Receiver::start(|_, _| Reply::Status(500)).await;
+    let (s, v) = put(
+        &gw,
+        "down",
+        json!({"url": rx.url(), "topics": ["jobs.*"], "secret": SECRET, "max_deliver": 3,
+               "retry": {"initial": "10ms", "max": "40ms"}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(
+            gw.publish(event("jobs.run", n)).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    until(&gw, "down", WAIT, |v| v["dead"] == 5).await;
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 15, "three attempts each, then no more");
+    let (s, dead) = call(&gw, reqwest::Method::GET, "/v1/webhooks/down/dead", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(dead["total"], 5, "{dead}");
+    for d in dead["dead"].as_array().unwrap() {
+        assert_eq!(d["attempts"], 3);
+        assert_eq!(d["reason"], "HTTP 500");
+        assert!(ids.contains(&d["id"].as_str().unwrap().to_owned()));
+    }
+    let (_, metrics) = gw.get("/metrics").await;
+    assert!(
+        metrics.contains("eventwire_webhook_dead_total{webhook=\"down\"} 5"),
+        "{metrics}"
+    );
+    // The receiver recovers; one dead letter is redriven by id, then the rest.
+    rx.set(|_, _| Reply::Status(200));
+    let (s, r) = call(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/webhooks/down/dead/redrive",
+        Some(json!({"ids": [ids[2], "no-such-id"]})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(r, json!({"redriven": 1, "unknown": ["no-such-id"]}));
+    until(&gw, "down", WAIT, |v| v["delivered"] == 1 && v["dead"] == 4).await;
+    let (_, r) = call(
+        &gw,
+        reqwest::Method::POST,
+        "/v1/webhooks/down/dead/redrive",
+        None,
+    )
+    .await;
+    assert_eq!(r["redriven"], 4);
+    let v = until(&gw, "down", WAIT, |v| v["delivered"] == 5).await;
+    assert_eq!(v["dead"], 0, "{v}");
+    assert_eq!(v["pending"], 0, "{v}");
+    let delivered: Vec<String> = rx.hits()[15..].iter().map(|h| h.id()).collect();
+    let mut sorted = delivered.clone();
+    sorted.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(
+        sorted, want,
+        "each dead letter delivered once after redrive"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_on_429_and_503_is_honoured() {
+    let gw = start(config()).await;
+    let rx = Receiver::start(|e, nth| match (e["data"]["n"].as_u64().unwrap(), nth) {
+        (0, 1) => Reply::RetryAfter(429, 1),
+        (1, 1) => Reply::RetryAfter(503, 1),
+        _ => Reply::Status(200),
+    })
+    .await;
+    put(
+        &gw,
+        "polite",
+        json!({"url": rx.url(), "topics": ["p"], "secret": SECRET,
+               "retry": {"initial": "10ms", "max": "10ms"}}),
+    )
+    .await;
+    gw.publish(event("p", 0)).await;
+    gw.publish(event("p", 1)).await;
+    until(&gw, "polite", WAIT, |v| v["delivered"] == 2).await;
+    let hits = rx.hits();
+    for n in [0, 1] {
+        let times: Vec<Instant> = hits
+            .iter()
+            .filter(|h| h.json()["data"]["n"] == n)
+            .map(|h| h.at)
+            .collect();
+        assert_eq!(times.len(), 2);
+        // The schedule alone would retry after 10 ms; Retry-After says 1 s.
+        assert!(
+            times[1] - times[0] >= Duration::from_millis(950),
+            "retried after {:?}",
+            times[1] - times[0]
+        );
+    }
+}
+
+#[tokio::test]
+async fn managing_webhooks_and_refusing_metadata_targets() {
+    let gw = start(config()).await;
+    let rx = Receiver::start(|_, _| Reply::Status(200)).await;
+    let spec = json!({"url": rx.url(), "topics": ["a.>", "b"], "secret": SECRET, "timeout": "2s"});
+    let (s, v) = put(&gw, "crm", spec.clone()).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["config"]["group"], "webhooks.crm");
+    assert_eq!(v["config"]["retry"], json!({"initial": "1s", "max": "10m"}));
+    assert!(
+        !v.to_string().contains("whsec_"),
+        "the secret is never shown: {v}"
+    );
+    // The same meaning, spelt differently: 200. Another secret: 409.
+    let (s, _) = put(
+        &gw,
+        "crm",
+        json!({"url": rx.url(), "topics": ["b", "a.>"], "secret": SECRET, "timeout": "2000ms"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let other = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    );
+    let (s, v) = put(
+        &gw,
+        "crm",
+        json!({"url": rx.url(), "topics": ["a.>", "b"], "secret": other}),
+    )
+    .await;
+    assert_eq!(s, 409);
+    assert_eq!(v["error"]["code"], "webhook_conflict");
+    let (s, list) = call(&gw, reqwest::Method::GET, "/v1/webhooks", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(list["webhooks"][0]["name"], "crm");
+    assert!(!list.to_string().contains("whsec_"));
+    // The backing group is a group like any other.
+    let (s, g) = call(&gw, reqwest::Method::GET, "/v1/groups/webhooks.crm", None).await;
+    assert_eq!(s, 200, "{g}");
+    // A group of the same name with another configuration is a conflict.
+    let (s, _) = call(
+        &gw,
+        reqwest::Method::PUT,
+        "/v1/groups/webhooks.taken",
+        Some(json!({"topics": ["x"]})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, v) = put(&gw, "taken", spec.clone()).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("webhook_conflict")),
+        "{v}"
+    );
+
+    for (url, code) in [
+        ("http://169.254.169.254/latest/meta-data/", "target_refused"),
+        ("http://[fe80::1]:8080/hook", "target_refused"),
+        ("http://[::ffff:169.254.169.254]/", "target_refused"),
+        ("ftp://127.0.0.1/hook", "invalid_webhook"),
+        ("http://user:pw@127.0.0.1/hook", "invalid_webhook"),
+        ("not a url", "invalid_webhook"),
+    ] {
+        let (s, v) = put(
+            &gw,
+            "bad",
+            json!({"url": url, "topics": ["a"], "secret": SECRET}),
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{url}: {v}"
+        );
+    }
+    let (s, v) = put(
+        &gw,
+        "meta",
+        json!({"url": "http://169.254.169.254/", "topics": ["a"], "secret": SECRET}),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("169.254.169.254"),
+        "{v}"
+    );
+    for (body, code) in [
+        (
+            json!({"url": rx.url(), "topics": ["a"], "secret": "not-whsec"}),
+            "invalid_webhook",
+        ),
+        (
+            json!({"url": rx.url(), "topics": ["a"], "secret": SECRET, "max_inflight": 0}),
+            "invalid_webhook",
+        ),
+        (
+            json!({"url": rx.url(), "topics": ["a"], "secret": SECRET, "nope": 1}),
+            "invalid_webhook",
+        ),
+        (
+            json!({"url": rx.url(), "topics": ["a..b"], "secret": SECRET}),
+            "invalid_pattern",
+        ),
+    ] {
+        let (s, v) = put(&gw, "bad", body.clone()).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body}: {v}"
+        );
+    }
+    let (s, v) = call(
+        &gw,
+        reqwest::Method::PUT,
+        "/v1/webhooks/bad",
+        Some(json!("{")),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = call(&gw, reqwest::Method::GET, "/v1/webhooks/nobody", None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("webhook_not_found"))
+    );
+    let (s, _) = call(&gw, reqwest::Method::DELETE, "/v1/webhooks/crm", None).await;
+    assert_eq!(s, 200);
+    let (s, _) = call(&gw, reqwest::Method::GET, "/v1/webhooks/crm", None).await;
+    assert_eq!(s, 404);
+    let (s, _) = call(&gw, reqwest::Method::GET, "/v1/groups/webhooks.crm", None).await;
+    assert_eq!(s, 404, "the group goes with its webhook");
+    // Nothing was ever sent to a refused target, and the gateway serves on.
+    assert!(rx.hits().is_empty());
+    gw.publish(event("a.b", 1)).await;
+}
+
+#[tokio::test]
+async fn webhooks_file_declares_webhooks_at_startup() {
+    let rx = Receiver::start(|_, _| Reply::Status(200)).await;
+    let dir = std::env::temp_dir().join(format!("eventwire-webhooks-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("webhooks.json");
+    std::fs::write(
+        &file,
+        json!({"webhooks": {"declared": {"url": rx.url(), "topics": ["d.*"], "secret": SECRET,
+                                        "retry": {"initial": "50ms"}}}})
+        .to_string(),
+    )
+    .unwrap();
+    let mut c = config();
+    c.webhooks = Some(file.clone());
+    let gw = start(c).await;
+    gw.publish(event("d.x", 1)).await;
+    until(&gw, "declared", WAIT, |v| v["delivered"] == 1).await;
+    verify(&rx.hits()[0]);
+    // A file with a refused target stops the gateway from starting, saying why.
+    std::fs::write(
+        &file,
+        json!({"webhooks": {"meta": {"url": "http://169.254.169.254/", "topics": ["d"], "secret": SECRET}}})
+        .to_string(),
+    )
+    .unwrap();
+    let mut c = config();
+    c.webhooks = Some(file);
+    let Err(e) = eventwire_gateway::Gateway::new(c).await else {
+        panic!("a refused target in --webhooks must stop the start");
+    };
+    assert!(e.to_string().contains("169.254.169.254"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
