@@ -124,9 +124,11 @@ export function wake(cb, ms) {
   return setTimeout(cb, ms, TICK, 0, undefined, 0);
 }
 
-/** `crypto.randomUUID()` where the page is a secure context. */
+/** An event id: `crypto.randomUUID()` where the page is a secure context,
+ * 32 random hex digits otherwise. */
 export function uuid() {
-  return globalThis.crypto?.randomUUID?.();
+  const hex = () => ((Math.random() * 2 ** 32) >>> 0).toString(16).padStart(8, '0');
+  return globalThis.crypto?.randomUUID?.() ?? hex() + hex() + hex() + hex();
 }
 
 /** An `Error` with a `code`, which every rejection and `onError` carries. */

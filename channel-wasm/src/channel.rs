@@ -28,8 +28,10 @@ extern "C" {
     fn token(source: &JsValue, tag: u32, generation: u32, io: &JsValue);
     /// `setTimeout(io, ms, TICK)`; returns the handle.
     fn wake(io: &JsValue, ms: u32) -> f64;
-    /// `crypto.randomUUID()`, or undefined outside a secure context.
-    fn uuid() -> Option<String>;
+    /// An event id: `crypto.randomUUID()` where the page is a secure
+    /// context, 32 random hex digits otherwise.
+    #[wasm_bindgen(js_name = uuid)]
+    fn new_id() -> String;
     /// `JSON.stringify(data)`, or what it threw (a cycle, a BigInt).
     fn stringify(data: &JsValue) -> JsValue;
     /// An `Error` with a `code`, as every rejection and `onError` carries.
@@ -84,27 +86,6 @@ extern "C" {
 }
 
 use frames::get as opt;
-
-/// An event id: `crypto.randomUUID()` where the page is a secure context,
-/// random hex otherwise.
-fn new_id() -> String {
-    if let Some(id) = uuid() {
-        return id;
-    }
-    let mut id = String::with_capacity(32);
-    for _ in 0..4 {
-        let n = (random() * 4_294_967_296.0) as u32;
-        for shift in (0..8).rev() {
-            let nibble = ((n >> (shift * 4)) & 15) as u8;
-            id.push(char::from(if nibble < 10 {
-                b'0' + nibble
-            } else {
-                b'a' + nibble - 10
-            }));
-        }
-    }
-    id
-}
 
 /// A handler; cheap to clone (the list is copied on write).
 #[derive(Clone)]

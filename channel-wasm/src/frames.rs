@@ -109,8 +109,20 @@ pub fn sse_welcome(text: &JsValue) -> Result<Input<JsValue>, Malformed> {
     Ok(welcome(&object(text)?))
 }
 
+/// The `ref` of an answer: the decimal reference an emit was sent with.
+/// Read digit by digit: `str::parse` would bring core's general integer
+/// parser (signs, radixes, its error type) into the download.
 fn reference(obj: &JsValue) -> Option<u64> {
-    string(obj, "ref").and_then(|r| r.parse().ok())
+    let r = string(obj, "ref")?;
+    let mut n: u64 = 0;
+    for b in r.bytes() {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(digit.into())?;
+    }
+    (!r.is_empty()).then_some(n)
 }
 
 /// The `code` in the data of an SSE `$close`, if it has one.

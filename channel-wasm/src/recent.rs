@@ -46,12 +46,16 @@ impl RecentIds {
         }
     }
 
+    /// Where `h` is (if it is there) and the slot it would go in. Slots
+    /// are read with `get`, never indexed: an index that could panic
+    /// brings core's panic messages and their formatting into the wasm,
+    /// and the table is never full, so a free slot always ends the probe.
     fn find(&self, h: u64) -> (Option<usize>, usize) {
-        let mask = self.slots.len() - 1;
+        let mask = self.slots.len().wrapping_sub(1);
         let mut i = (h as usize) & mask;
         let mut free = None;
         loop {
-            match self.slots[i] {
+            match self.slots.get(i).copied().unwrap_or(EMPTY) {
                 EMPTY => return (None, free.unwrap_or(i)),
                 TOMB => {
                     free.get_or_insert(i);
@@ -73,21 +77,28 @@ impl RecentIds {
         }
         let evicted = if self.order.len() == self.cap {
             let slot = self.order.get_mut(self.oldest);
-            self.oldest = (self.oldest + 1) % self.cap;
+            self.oldest += 1;
+            if self.oldest == self.cap {
+                self.oldest = 0;
+            }
             slot.map(|old| core::mem::replace(old, h))
         } else {
             self.order.push(h);
             None
         };
-        if let Some((Some(i), _)) = evicted.map(|old| self.find(old)) {
-            self.slots[i] = TOMB;
+        if let Some((Some(i), _)) = evicted.map(|old| self.find(old))
+            && let Some(slot) = self.slots.get_mut(i)
+        {
+            *slot = TOMB;
             self.tombs += 1;
         }
         // Marking a slot deleted never takes `free` away.
-        if self.slots[free] == TOMB {
-            self.tombs -= 1;
+        if let Some(slot) = self.slots.get_mut(free) {
+            if *slot == TOMB {
+                self.tombs -= 1;
+            }
+            *slot = h;
         }
-        self.slots[free] = h;
         if self.tombs > self.slots.len() / 4 {
             self.rebuild();
         }
@@ -100,7 +111,9 @@ impl RecentIds {
         let order = self.order.clone();
         for h in order {
             let (_, free) = self.find(h);
-            self.slots[free] = h;
+            if let Some(slot) = self.slots.get_mut(free) {
+                *slot = h;
+            }
         }
     }
 }

@@ -19,6 +19,26 @@ fn is_segment_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
 }
 
+/// The dot-separated segments of `s`, as `s.split('.')` gives them. By
+/// hand, because `str::split` brings a generic searcher and `memchr` into
+/// the browser client, which matches every delivered event's type.
+fn segments(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    core::iter::from_fn(move || {
+        let r = rest?;
+        match r.bytes().position(|b| b == b'.') {
+            Some(i) => {
+                rest = r.get(i + 1..);
+                r.get(..i)
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 /// Checks the shared limits and calls `segment` for each segment, reporting
 /// errors with `code` so topics and patterns share one grammar walker.
 ///
@@ -46,11 +66,11 @@ fn walk(
     if s.len() > MAX_TOPIC_LEN {
         return Err(err("is longer than 255 bytes"));
     }
-    let count = s.split('.').count();
+    let count = segments(s).count();
     if count > MAX_SEGMENTS {
         return Err(err("has more than 16 segments"));
     }
-    for (i, seg) in s.split('.').enumerate() {
+    for (i, seg) in segments(s).enumerate() {
         if seg.is_empty() {
             return Err(err("has an empty segment"));
         }
@@ -123,7 +143,7 @@ impl Topic {
     }
 
     pub fn segments(&self) -> impl Iterator<Item = &str> {
-        self.0.split('.')
+        segments(&self.0)
     }
 }
 
@@ -212,7 +232,7 @@ impl Pattern {
 
     /// Whether `topic` (assumed valid) matches this pattern.
     pub fn matches(&self, topic: &str) -> bool {
-        let mut parts = topic.split('.');
+        let mut parts = segments(topic);
         for seg in &self.segments {
             match seg {
                 Segment::Rest => return parts.next().is_some(),
