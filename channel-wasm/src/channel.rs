@@ -18,7 +18,7 @@ use crate::transport::http::{self, PostOutcome};
 use crate::transport::{Signal, Transport, tag};
 use alloc::rc::Rc;
 use core::cell::{Cell, RefCell};
-use eventwire_protocol::Pattern;
+use eventwire_protocol::{ErrorCode, Pattern};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(module = "/js/io.js")]
@@ -570,7 +570,11 @@ impl Channel {
     /// function only adds the pattern (the `topics` option). Throws on an
     /// invalid pattern.
     pub fn subscribe(&self, pattern: &str, handler: &JsValue) -> Result<u32, JsValue> {
-        let parsed = Pattern::parse(pattern).map_err(|e| failure(e.code.as_str(), &e.message))?;
+        // The code is named, not read from the error: `Pattern::parse`
+        // only fails with it, and `ErrorCode::as_str` on a value would
+        // bring every code the gateway has into the download.
+        let parsed = Pattern::parse(pattern)
+            .map_err(|e| failure(ErrorCode::InvalidPattern.as_str(), &e.message))?;
         let id = self.inner.next_id.get();
         self.inner.next_id.set(id.wrapping_add(1));
         if handler.is_function() {

@@ -10,7 +10,7 @@ use crate::backoff::Backoff;
 use crate::outgoing::{self, push_u64};
 use crate::prelude::*;
 use crate::recent::RecentIds;
-use eventwire_protocol::Topic;
+use eventwire_protocol::{ErrorCode, Topic};
 
 /// A transport the machine can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -649,7 +649,8 @@ impl<P> Machine<P> {
 
     fn emit(&mut self, ty: String, emit: Emit) {
         if let Err(e) = Topic::parse(&ty) {
-            return self.reject(emit.reference, e.code.as_str(), &e.message);
+            // Named, not read from `e` (see `Channel::subscribe`).
+            return self.reject(emit.reference, ErrorCode::InvalidTopic.as_str(), &e.message);
         }
         if emit.json.len() > self.max_event_bytes {
             let mut m = String::from("the event is larger than the gateway's limit of ");
