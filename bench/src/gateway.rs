@@ -164,6 +164,24 @@ impl Gateway {
             .collect()
     }
 
+    /// The sum of every series of one metric on `/metrics` (None if unread).
+    pub async fn metric_sum(&self, name: &str) -> Option<f64> {
+        let body = http::get(self.addr, "/metrics").await.ok()?;
+        let mut sum = None;
+        for l in body.lines() {
+            let Some(rest) = l.strip_prefix(name) else {
+                continue;
+            };
+            if !(rest.starts_with('{') || rest.starts_with(' ')) {
+                continue;
+            }
+            if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+                *sum.get_or_insert(0.0) += v;
+            }
+        }
+        sum
+    }
+
     /// Kills a started gateway with SIGKILL, as a crash would.
     pub async fn kill(mut self) {
         if let Some(mut child) = self.child.take() {

@@ -5,6 +5,7 @@
 //! the 5-second correctness run for CI (loss and duplicates, never speed).
 
 mod browser;
+mod chaos;
 mod durable;
 mod gateway;
 mod groups;
@@ -139,6 +140,11 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Chaos: clients cut at random every 5–15 s and resuming, in three cut
+    /// styles (clean close; old socket left open unread; left open and still
+    /// read). Prints delivery ratio, duplicates and replay time per style and
+    /// transport as a Markdown table; fails on any loss or duplicate.
+    Chaos(ChaosArgs),
     /// Consumer groups: workers fetch and ack in batches (a backlog as fast
     /// as they can, then a steady rate for publish-to-worker latency).
     Groups {
@@ -226,6 +232,42 @@ struct FanoutArgs {
     duration: u64,
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ChaosArgs {
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Events per second, on one topic.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Seconds of publishing (cuts happen only meanwhile).
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Shortest life of a connection before it is cut, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    cut_min_ms: u64,
+    /// Longest life of a connection before it is cut, in milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    cut_max_ms: u64,
+    #[arg(long, value_delimiter = ',', value_enum, default_values = ["clean", "unread", "read"])]
+    styles: Vec<chaos::Style>,
+    #[arg(long, value_delimiter = ',', value_enum, default_values = ["sse", "ws"])]
+    transports: Vec<sub::Transport>,
+    /// Whether clients send an `instance` (so a reconnect supersedes its
+    /// stale stream): on, off, or both (each run twice).
+    #[arg(long, value_enum, default_value = "on")]
+    instance: InstanceSel,
+    /// Also write every row as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum InstanceSel {
+    On,
+    Off,
+    Both,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -472,6 +514,7 @@ async fn run(cli: Cli, nofile: (u64, u64)) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Cmd::Chaos(a) => chaos_runs(&c, a).await,
         Cmd::Groups {
             group_workers,
             batch,
@@ -540,6 +583,52 @@ async fn run(cli: Cli, nofile: (u64, u64)) -> ExitCode {
             }
         }
         Cmd::All(a) => all(&c, &cli.opts, a, nofile).await,
+    }
+}
+
+async fn chaos_runs(c: &Common, a: ChaosArgs) -> ExitCode {
+    let instances: &[bool] = match a.instance {
+        InstanceSel::On => &[true],
+        InstanceSel::Off => &[false],
+        InstanceSel::Both => &[false, true],
+    };
+    let mut rows = Vec::new();
+    eprintln!("{}", chaos::TABLE_HEAD);
+    for &transport in &a.transports {
+        for &style in &a.styles {
+            for &instance in instances {
+                let plan = chaos::Plan {
+                    clients: a.clients,
+                    rate: a.rate,
+                    duration: Duration::from_secs(a.duration),
+                    cut_ms: (a.cut_min_ms, a.cut_max_ms.max(a.cut_min_ms)),
+                    style,
+                    transport,
+                    instance,
+                };
+                let row = chaos::run(c, &plan).await;
+                eprintln!("{}", row.markdown());
+                if !row.errors.is_empty() {
+                    eprintln!("  errors: {}", row.errors.join("; "));
+                }
+                rows.push(row);
+            }
+        }
+    }
+    println!("{}", chaos::TABLE_HEAD);
+    for r in &rows {
+        println!("{}", r.markdown());
+    }
+    if let Some(p) = &a.out {
+        let json = serde_json::to_string_pretty(&rows).expect("serializes");
+        if let Err(e) = std::fs::write(p, json + "\n") {
+            eprintln!("cannot write {}: {e}", p.display());
+        }
+    }
+    if rows.iter().all(chaos::Row::clean) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

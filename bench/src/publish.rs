@@ -12,7 +12,8 @@ use crate::sub::Shared;
 use futures_util::{SinkExt, StreamExt};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -47,6 +48,9 @@ pub struct Plan {
     pub run_id: String,
     /// The sequence number of each topic's first event (a later phase of a run).
     pub first_seq: u64,
+    /// Set to the number of events accepted so far after each answered
+    /// request, for readers that need "published before now" while it runs.
+    pub acked: Option<Arc<AtomicU64>>,
 }
 
 #[derive(Debug, Default)]
@@ -234,7 +238,12 @@ pub async fn run(addr: SocketAddr, plan: &Plan, flow: Option<Flow<'_>>) -> Publi
             out.total += 1;
         }
         match sender.send(&events[..n as usize], &mut body).await {
-            Ok(d) => out.duplicates += d,
+            Ok(d) => {
+                out.duplicates += d;
+                if let Some(a) = &plan.acked {
+                    a.store(out.total, Ordering::Relaxed);
+                }
+            }
             Err(e) => {
                 out.error = Some(e);
                 break;

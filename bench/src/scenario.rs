@@ -293,6 +293,7 @@ pub async fn fanout(c: &Common, f: &Fanout) -> Row {
             } else {
                 c.read_buf
             },
+            instance: None,
         })
         .collect();
     let rss0 = gw.rss_bytes();
@@ -326,6 +327,7 @@ pub async fn fanout(c: &Common, f: &Fanout) -> Row {
         window: c.window,
         run_id: format!("{}-{}", c.run_id, run_name(&row)),
         first_seq: 0,
+        acked: None,
     };
     shared.measuring.store(false, Ordering::Relaxed);
     let warm = {
@@ -442,6 +444,7 @@ pub async fn idle(c: &Common, id: &str, title: &str, n: usize, sel: Sel) -> Row 
             expect: None,
             track_position: false,
             read_buf: c.read_buf.min(4096),
+            instance: None,
         })
         .collect();
     match open(&gw, specs, c.connect_concurrency, Duration::from_secs(120)).await {
@@ -524,6 +527,7 @@ pub async fn storm(
         expect,
         track_position: true,
         read_buf: c.read_buf.min(8192),
+        instance: None,
     };
     let plan = |events: u64, first_seq: u64, tag: &str| Plan {
         via: c.via,
@@ -536,6 +540,7 @@ pub async fn storm(
         window: u64::MAX,
         run_id: format!("{}-{}-{tag}", c.run_id, run_name(&row)),
         first_seq,
+        acked: None,
     };
     let result = async {
         // Phase 1: connected, receiving live events.

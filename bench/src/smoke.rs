@@ -3,9 +3,11 @@
 //! every subscriber; resume without loss). It asserts no speed, so it can
 //! run in CI on a busy machine.
 
+use crate::chaos;
 use crate::publish::Via;
 use crate::report::Row;
 use crate::scenario::{self, Common, Fanout, Sel};
+use crate::sub::Transport;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -116,6 +118,53 @@ pub async fn run(c: &Common) -> ExitCode {
         row.recovered_false == 0,
         || format!("{} recovered:false", row.recovered_false),
     );
+
+    // Chaos, small and fast: clients cut every 0.3–0.9 s resume by position
+    // and instance; one run per transport, each with a stale-socket style.
+    for (transport, style) in [
+        (Transport::Sse, chaos::Style::Read),
+        (Transport::Ws, chaos::Style::Unread),
+    ] {
+        let plan = chaos::Plan {
+            clients: 60,
+            rate: 50.0,
+            duration: Duration::from_secs(3),
+            cut_ms: (300, 900),
+            style,
+            transport,
+            instance: true,
+        };
+        let row = chaos::run(&c, &plan).await;
+        let what = format!("chaos, {transport:?}, {} cuts", style.label());
+        checks.check(&format!("{what}: no errors"), row.errors.is_empty(), || {
+            row.errors.join("; ")
+        });
+        checks.check(
+            &format!("{what}: clients were cut"),
+            row.reconnects > 0,
+            || "no reconnect happened".into(),
+        );
+        checks.check(
+            &format!("{what}: every event processed once by every client"),
+            row.published > 0 && row.lost == 0 && row.duplicated == 0,
+            || {
+                format!(
+                    "{} published, {} lost, {} duplicated",
+                    row.published, row.lost, row.duplicated
+                )
+            },
+        );
+        checks.check(
+            &format!("{what}: every stale stream was superseded"),
+            row.open_at_end == Some(plan.clients as f64),
+            || {
+                format!(
+                    "{:?} streams open for {} clients",
+                    row.open_at_end, plan.clients
+                )
+            },
+        );
+    }
 
     println!(
         "bench-smoke: {} passed, {} failed",

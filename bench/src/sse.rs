@@ -2,26 +2,32 @@
 //! and a tiny SSE frame splitter. A few KiB per connection.
 
 use crate::http::{Dechunk, read_head};
-use crate::sub::{Outcome, Shared, Spec, Tracker, json_bool, json_str};
+use crate::sub::{Leftover, Shared, Spec, Tracker, json_bool, json_str};
 use memchr::memmem;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub async fn run(spec: &Spec, shared: &Shared) -> Outcome {
-    let mut t = Tracker::new(spec, shared);
-    let why = stream(spec, shared, &mut t).await.err();
-    t.end(why)
-}
-
-/// Runs until told to stop (Ok) or until the stream ends or fails (Err).
-async fn stream(spec: &Spec, shared: &Shared, t: &mut Tracker<'_>) -> Result<(), String> {
+/// Runs until told to stop (Ok(None)), until `cut` fires (Ok with the open
+/// socket), or until the stream ends or fails (Err).
+pub async fn stream(
+    spec: &Spec,
+    shared: &Shared,
+    t: &mut Tracker<'_>,
+    cut: impl Future<Output = ()>,
+) -> Result<Option<Leftover>, String> {
+    tokio::pin!(cut);
     let mut stop = shared.stop.clone();
     let mut s = TcpStream::connect(shared.addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     s.set_nodelay(true).ok();
+    let instance = spec
+        .instance
+        .as_deref()
+        .map(|i| format!("&instance={i}"))
+        .unwrap_or_default();
     let mut req = format!(
-        "GET /v1/sse?topic={}&named=0 HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n",
+        "GET /v1/sse?topic={}&named=0{instance} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n",
         spec.topic, shared.addr
     );
     if let Some(since) = &spec.since {
@@ -34,7 +40,7 @@ async fn stream(spec: &Spec, shared: &Shared, t: &mut Tracker<'_>) -> Result<(),
     let mut leftover = Vec::new();
     let head = tokio::select! {
         h = read_head(&mut s, &mut leftover) => h?,
-        _ = stop.wait_for(|v| *v) => return Ok(()),
+        _ = stop.wait_for(|v| *v) => return Ok(None),
     };
     if head.status != 200 {
         return Err(format!("status {}", head.status));
@@ -61,7 +67,8 @@ async fn stream(spec: &Spec, shared: &Shared, t: &mut Tracker<'_>) -> Result<(),
         }
         let n = tokio::select! {
             biased;
-            _ = stop.wait_for(|v| *v) => return Ok(()),
+            _ = stop.wait_for(|v| *v) => return Ok(None),
+            _ = &mut cut => return Ok(Some(Leftover::Sse(s))),
             r = s.read(&mut raw) => r.map_err(|e| format!("read: {e}"))?,
         };
         if n == 0 {

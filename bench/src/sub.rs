@@ -6,12 +6,16 @@
 //! so the load generator stays cheaper than the gateway it measures.
 
 use crate::stats::{Latency, now_ns};
+use futures_util::StreamExt;
 use memchr::memmem::Finder;
 use std::net::SocketAddr;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_tungstenite::WebSocketStream;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
@@ -38,6 +42,9 @@ pub struct Spec {
     pub track_position: bool,
     /// Socket read size.
     pub read_buf: usize,
+    /// The `instance` query parameter: a reconnect naming the same instance
+    /// supersedes the stale stream (PROTOCOL §4.6).
+    pub instance: Option<String>,
 }
 
 /// Shared by every subscriber of a run.
@@ -46,6 +53,9 @@ pub struct Shared {
     pub latency: Latency,
     /// Events received, per subscriber (the publisher's flow control reads it).
     pub progress: Vec<AtomicU64>,
+    /// The next sequence number each subscriber expects (chaos: across its
+    /// connections, so a run can wait until everyone has caught up).
+    pub next: Vec<AtomicU64>,
     /// Subscribers that got `$welcome` / `subscribed`.
     pub ready: AtomicUsize,
     /// Subscribers that ended before being told to stop.
@@ -61,6 +71,7 @@ impl Shared {
             addr,
             latency: Latency::default(),
             progress: (0..subs).map(|_| AtomicU64::new(0)).collect(),
+            next: (0..subs).map(|_| AtomicU64::new(0)).collect(),
             ready: AtomicUsize::new(0),
             ended: AtomicUsize::new(0),
             measuring: std::sync::atomic::AtomicBool::new(true),
@@ -163,6 +174,7 @@ impl<'a> Tracker<'a> {
             return;
         }
         self.shared.progress[self.spec.idx].store(self.out.received, Ordering::Relaxed);
+        self.shared.next[self.spec.idx].store(self.out.next_seq, Ordering::Relaxed);
         if self.shared.measuring.load(Ordering::Relaxed) {
             self.shared.latency.record_ns(self.spec.idx, &self.pending);
         }
@@ -239,9 +251,65 @@ pub fn json_bool(frame: &[u8], field: &str) -> Option<bool> {
 
 /// Runs one subscriber until it is told to stop or its connection ends.
 pub async fn run(spec: Spec, shared: std::sync::Arc<Shared>) -> Outcome {
-    match spec.transport {
-        Transport::Sse => crate::sse::run(&spec, &shared).await,
-        Transport::Ws => crate::ws::run(&spec, &shared).await,
+    run_until(&spec, &shared, std::future::pending()).await.0
+}
+
+/// Runs one subscriber until it is told to stop, its connection ends, or
+/// `cut` fires; on a cut the socket is handed back still open, so the
+/// caller decides what becomes of it (see [`Leftover`]).
+pub async fn run_until(
+    spec: &Spec,
+    shared: &Shared,
+    cut: impl Future<Output = ()>,
+) -> (Outcome, Option<Leftover>) {
+    let mut t = Tracker::new(spec, shared);
+    let r = match spec.transport {
+        Transport::Sse => crate::sse::stream(spec, shared, &mut t, cut).await,
+        Transport::Ws => crate::ws::stream(spec, shared, &mut t, cut).await,
+    };
+    match r {
+        Ok(left) => (t.end(None), left),
+        Err(why) => (t.end(Some(why)), None),
+    }
+}
+
+/// A connection the client walked away from, still open.
+pub enum Leftover {
+    Sse(TcpStream),
+    Ws(Box<WebSocketStream<TcpStream>>),
+}
+
+impl Leftover {
+    /// A clean close: a WebSocket close handshake (bounded), or a FIN.
+    pub async fn close(self) {
+        match self {
+            Leftover::Sse(s) => drop(s),
+            Leftover::Ws(mut ws) => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+            }
+        }
+    }
+
+    /// Reads and discards until the gateway ends the stream or `stop` is
+    /// set, as a proxy that keeps a dead client's upstream open would.
+    pub async fn drain(self, mut stop: watch::Receiver<bool>) {
+        match self {
+            Leftover::Sse(mut s) => {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    tokio::select! {
+                        _ = stop.wait_for(|v| *v) => return,
+                        r = s.read(&mut buf) => if !matches!(r, Ok(n) if n > 0) { return },
+                    }
+                }
+            }
+            Leftover::Ws(mut ws) => loop {
+                tokio::select! {
+                    _ = stop.wait_for(|v| *v) => return,
+                    m = ws.next() => if !matches!(m, Some(Ok(_))) { return },
+                }
+            },
+        }
     }
 }
 
@@ -278,6 +346,7 @@ mod tests {
             expect: None,
             track_position: false,
             read_buf: 4096,
+            instance: None,
         };
         let mut t = Tracker::new(&spec, &shared);
         for s in [0u64, 1, 3, 3, 4] {

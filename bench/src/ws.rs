@@ -1,17 +1,11 @@
 //! A WebSocket subscriber (tokio-tungstenite): a `subscribe` frame, then
 //! `event` frames. The read buffer is kept small, as the gateway's is.
 
-use crate::sub::{Outcome, Shared, Spec, Tracker, json_bool, json_str};
+use crate::sub::{Leftover, Shared, Spec, Tracker, json_bool, json_str};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-
-pub async fn run(spec: &Spec, shared: &Shared) -> Outcome {
-    let mut t = Tracker::new(spec, shared);
-    let why = stream(spec, shared, &mut t).await.err();
-    t.end(why)
-}
 
 pub fn config(read_buf: usize) -> WebSocketConfig {
     WebSocketConfig::default()
@@ -21,18 +15,29 @@ pub fn config(read_buf: usize) -> WebSocketConfig {
         .max_frame_size(Some(1 << 20))
 }
 
-async fn stream(spec: &Spec, shared: &Shared, t: &mut Tracker<'_>) -> Result<(), String> {
+/// Runs until told to stop (Ok(None)), until `cut` fires (Ok with the open
+/// socket), or until the connection ends or fails (Err).
+pub async fn stream(
+    spec: &Spec,
+    shared: &Shared,
+    t: &mut Tracker<'_>,
+    cut: impl Future<Output = ()>,
+) -> Result<Option<Leftover>, String> {
+    tokio::pin!(cut);
     let mut stop = shared.stop.clone();
     let s = TcpStream::connect(shared.addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     s.set_nodelay(true).ok();
-    let url = format!("ws://{}/v1/ws", shared.addr);
+    let url = match &spec.instance {
+        Some(i) => format!("ws://{}/v1/ws?instance={i}", shared.addr),
+        None => format!("ws://{}/v1/ws", shared.addr),
+    };
     let (mut ws, _) = tokio::select! {
         r = tokio_tungstenite::client_async_with_config(url, s, Some(config(spec.read_buf))) => {
             r.map_err(|e| format!("handshake: {e}"))?
         }
-        _ = stop.wait_for(|v| *v) => return Ok(()),
+        _ = stop.wait_for(|v| *v) => return Ok(None),
     };
     let topics = serde_json::to_string(&[&spec.topic]).expect("strings serialize");
     let subscribe = match &spec.since {
@@ -47,7 +52,8 @@ async fn stream(spec: &Spec, shared: &Shared, t: &mut Tracker<'_>) -> Result<(),
     loop {
         let msg = tokio::select! {
             biased;
-            _ = stop.wait_for(|v| *v) => return Ok(()),
+            _ = stop.wait_for(|v| *v) => return Ok(None),
+            _ = &mut cut => return Ok(Some(Leftover::Ws(Box::new(ws)))),
             m = ws.next() => m,
         };
         // Handle everything already buffered before recording latencies.
