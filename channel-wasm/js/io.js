@@ -140,15 +140,27 @@ export function failure(code, message, ...cause) {
 }
 
 /** The app's side of one channel: the `onState` and `onError` listeners,
- * the promises of emits waiting for the gateway, and the isolation of
- * everything the app passed in. The Rust side decides what to say and
- * when; this only says it. */
+ * the handler functions by id (the Rust side keeps their patterns and says
+ * which ids an event goes to), the promises of emits waiting for the
+ * gateway, and the isolation of everything the app passed in. The Rust
+ * side decides what to say and when; this only says it. */
 export class Callbacks {
   constructor() {
     this.states = new Map();
     this.errors = new Map();
     this.pending = new Map();
+    this.handlers = new Map();
     this.n = 0;
+  }
+
+  handler(id, f) {
+    f ? this.handlers.set(id, f) : this.handlers.delete(id);
+  }
+
+  /** Calls handler `id`, unless it was unsubscribed meanwhile. */
+  handle(id, event) {
+    const f = this.handlers.get(id);
+    f && this.call(f, event);
   }
 
   /** Adds an `onState` (or, with `errors`, an `onError`) listener; returns

@@ -48,9 +48,13 @@ extern "C" {
     /// returns the function that removes it.
     #[wasm_bindgen(method)]
     pub fn listen(this: &Callbacks, errors: bool, listener: &JsValue) -> JsValue;
-    /// Calls `f(payload)`; a throw goes to `onError` as `handler_error`.
+    /// Sets the function of handler `id`; undefined removes it.
     #[wasm_bindgen(method)]
-    fn call(this: &Callbacks, f: &JsValue, payload: &JsValue);
+    fn handler(this: &Callbacks, id: u32, f: &JsValue);
+    /// Calls handler `id` with `event`, if it is still there; a throw goes
+    /// to `onError` as `handler_error`.
+    #[wasm_bindgen(method)]
+    fn handle(this: &Callbacks, id: u32, event: &JsValue);
     #[wasm_bindgen(method)]
     fn state(
         this: &Callbacks,
@@ -87,12 +91,11 @@ extern "C" {
 
 use frames::get as opt;
 
-/// A handler; cheap to clone (the list is copied on write).
-#[derive(Clone)]
+/// A handler: its id and the pattern it was subscribed with. The function
+/// itself stays on the JS side (`Callbacks.handlers`), which calls it by id.
 struct Handler {
     id: u32,
-    pattern: Rc<Pattern>,
-    f: JsValue,
+    pattern: Pattern,
 }
 
 /// A transport the machine asked for, waiting for the token function.
@@ -119,9 +122,10 @@ struct Inner {
     /// Bumped whenever a transport is opened or let go; signals from an
     /// older generation are ignored.
     generation: Cell<u32>,
-    /// Copied on write: delivery walks a snapshot without copying it, and a
-    /// handler that subscribes or unsubscribes while it runs gets a new list.
-    handlers: RefCell<Rc<Vec<Handler>>>,
+    /// Never borrowed while JS runs: delivery first lists the handlers
+    /// that match, then calls them, so a handler may subscribe or
+    /// unsubscribe while it runs.
+    handlers: RefCell<Vec<Handler>>,
     keys: frames::Keys,
     callbacks: Callbacks,
     /// The pending `setTimeout`: its handle and when it is due.
@@ -255,10 +259,19 @@ impl Inner {
         // A fixed token cannot be refreshed; the gateway will close.
     }
 
+    /// Calls the handlers whose pattern matches `ty`. One that is
+    /// unsubscribed by an earlier one in the same delivery is not called
+    /// (`Callbacks.handle` finds no function for its id).
     fn deliver(&self, ty: &str, payload: &JsValue) {
-        let handlers = self.handlers.borrow().clone();
-        for h in handlers.iter().filter(|h| h.pattern.matches(ty)) {
-            self.callbacks.call(&h.f, payload);
+        let ids: Vec<u32> = self
+            .handlers
+            .borrow()
+            .iter()
+            .filter(|h| h.pattern.matches(ty))
+            .map(|h| h.id)
+            .collect();
+        for id in ids {
+            self.callbacks.handle(id, payload);
         }
     }
 
@@ -460,7 +473,7 @@ impl Channel {
                 transport: RefCell::new(None),
                 opening: RefCell::new(None),
                 generation: Cell::new(0),
-                handlers: RefCell::new(Rc::new(Vec::new())),
+                handlers: RefCell::new(Vec::new()),
                 keys: frames::Keys::default(),
                 callbacks,
                 timer: Cell::new(None),
@@ -578,11 +591,12 @@ impl Channel {
         let id = self.inner.next_id.get();
         self.inner.next_id.set(id.wrapping_add(1));
         if handler.is_function() {
-            Rc::make_mut(&mut self.inner.handlers.borrow_mut()).push(Handler {
+            self.inner.callbacks.handler(id, handler);
+            let handler = Handler {
                 id,
-                pattern: Rc::new(parsed),
-                f: handler.clone(),
-            });
+                pattern: parsed,
+            };
+            self.inner.handlers.borrow_mut().push(handler);
         }
         self.inner.feed(Input::AddPattern(pattern.to_owned()));
         Ok(id)
@@ -590,8 +604,7 @@ impl Channel {
 
     pub fn unsubscribe(&self, id: u32) {
         let removed = {
-            let mut list = self.inner.handlers.borrow_mut();
-            let hs = Rc::make_mut(&mut list);
+            let mut hs = self.inner.handlers.borrow_mut();
             let Some(i) = hs.iter().position(|h| h.id == id) else {
                 return;
             };
@@ -599,6 +612,7 @@ impl Channel {
             let still_used = hs.iter().any(|o| o.pattern == h.pattern);
             (!still_used).then_some(h.pattern.as_str().to_owned())
         };
+        self.inner.callbacks.handler(id, &JsValue::UNDEFINED);
         if let Some(p) = removed {
             self.inner.feed(Input::RemovePattern(p));
         }

@@ -121,7 +121,13 @@ fn endpoint(base: &str, path: &str) -> String {
 
 /// Appends `&name=value` (or `?name=value` for the first parameter).
 fn param(url: &mut String, name: &str, value: &str) {
-    url.push(if url.contains('?') { '&' } else { '?' });
+    // Byte tests here and below, not `str::contains`: that brings
+    // `memchr` into the download for a few bytes of URL.
+    url.push(if url.bytes().any(|b| b == b'?') {
+        '&'
+    } else {
+        '?'
+    });
     url.push_str(name);
     url.push('=');
     push_uri_component(url, value);
@@ -202,7 +208,12 @@ pub fn push_json_str(out: &mut String, s: &str) {
 /// digits and `-_.!~*'()` as `%XX` of its UTF-8 bytes.
 pub fn push_uri_component(out: &mut String, s: &str) {
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            )
+        {
             out.push(char::from(b));
         } else {
             out.push('%');
