@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod tokens;
 
 use eventwire_gateway::state::Shared;

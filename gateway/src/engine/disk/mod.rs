@@ -178,12 +178,18 @@ impl DiskEngine {
         if let Some(last) = store.events.last_key_value().map(key_of).transpose()? {
             next = next.max(last + 1);
         }
-        let first = match store.events.first_key_value() {
-            Some(g) => key_of(g)?,
-            None => next,
+        // Data dirs written before `first` was stored find it by a scan.
+        let first = match store.meta_u64(store::META_FIRST)? {
+            Some(first) => first.min(next),
+            None => match store.events.first_key_value() {
+                Some(g) => key_of(g)?,
+                None => next,
+            },
         };
+        let store_ms = started.elapsed().as_millis() as u64;
         let mut seen = DedupeWindow::new(config.dedupe_window, config.dedupe_max_ids);
-        for item in store.dedupe.iter() {
+        let dedupe_from = store.meta_u64(store::META_DEDUPE_FROM)?.unwrap_or(0);
+        for item in store.dedupe.range(dedupe_from.to_be_bytes()..) {
             let (k, v) = item.into_inner().map_err(store::io)?;
             if v.len() < 8 {
                 continue;
@@ -196,6 +202,7 @@ impl DiskEngine {
             dir = %config.dir.display(),
             events = next - first,
             ids = seen.len(),
+            store_ms,
             ms = started.elapsed().as_millis() as u64,
             "disk engine: data dir open"
         );

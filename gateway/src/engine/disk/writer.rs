@@ -91,6 +91,16 @@ impl Writer {
         if let Err(e) = self.store.db.persist(PersistMode::SyncAll) {
             tracing::error!(error = %e, "disk engine: final fsync failed");
         }
+        let started = Instant::now();
+        match self.store.flush() {
+            Ok(()) => tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "disk engine: flushed for a quick next start"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "disk engine: final flush failed; the next start replays the journal")
+            }
+        }
     }
 
     /// Writes one batch; returns whether anything was written.
@@ -105,11 +115,22 @@ impl Writer {
         });
         let mut wrote = false;
 
-        // Forget ids that left the dedupe window.
+        // Forget ids that left the dedupe window. They go oldest first, so
+        // every stored id below the last one forgotten is gone too: opening
+        // starts reading there instead of stepping over their tombstones.
+        let mut dedupe_from = None;
         self.seen.expire(now, |off| {
             batch.remove(&self.store.dedupe, off.to_be_bytes());
+            dedupe_from = Some(off + 1);
             wrote = true;
         });
+        if let Some(from) = dedupe_from {
+            batch.insert(
+                &self.store.meta,
+                store::META_DEDUPE_FROM,
+                from.to_be_bytes(),
+            );
+        }
 
         let (mut first, mut next, mut bytes) = self.shared.bounds();
         let batch_start = next;
@@ -197,6 +218,7 @@ impl Writer {
             }
         }
         if !fresh.is_empty() || wrote {
+            batch.insert(&self.store.meta, store::META_FIRST, first.to_be_bytes());
             batch.insert(&self.store.meta, store::META_NEXT, next.to_be_bytes());
             batch.insert(&self.store.meta, store::META_BYTES, bytes.to_be_bytes());
             if let Err(e) = batch.commit() {
