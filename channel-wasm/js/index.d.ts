@@ -116,5 +116,6 @@ export declare class EventChannel<E extends EventMap = EventMap> {
   onState(listener: (state: ConnectionState, info: StateInfo) => void): () => void;
   /** Errors not tied to one emit: malformed frames, handler exceptions, refused subscriptions. Defaults to `console.error`. */
   onError(listener: (error: ChannelError) => void): () => void;
+  /** Closes the channel; until then it lives on, like the socket it holds, even if this object is dropped. */
   close(): Promise<void>;
 }

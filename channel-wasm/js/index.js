@@ -1,7 +1,7 @@
 // eventwire: the typed EventChannel for browsers. The logic is Rust compiled
 // to WebAssembly (eventwire_channel_bg.wasm); this file loads it on first use
 // and gives it the shape index.d.ts describes.
-import { initSync, Channel } from './eventwire_channel.js';
+import { initSync, open as openChannel, call } from './eventwire_channel.js';
 // The same module the glue imports: scripts/build-client points this at
 // the glue's copy, so the bundle holds io.js once.
 import { Callbacks, failure } from './io.js';
@@ -35,7 +35,7 @@ const has = (name) => typeof globalThis[name] == 'function';
 /** The `transport` option, as the number `Channel` takes. */
 const KINDS = ['auto', 'websocket', 'sse'];
 
-/** The `ops` of `Channel.call` (channel.rs, `mod op`). */
+/** The `op`s of the wasm's `call` (exports.rs, `mod op`). */
 const START = 0,
   SUBSCRIBE = 1,
   UNSUBSCRIBE = 2,
@@ -43,7 +43,8 @@ const START = 0,
   STATE = 4,
   TRANSPORT = 5,
   LAST_SEQ = 6,
-  INJECT = 7;
+  INJECT = 7,
+  EMIT = 8;
 
 /** The transport to ask for. Node 22+ has WebSocket but no EventSource,
  * so `auto` means WebSocket there; a runtime without what the transport
@@ -57,9 +58,9 @@ function transportFor(t = 'auto') {
 
 const badRequest = (message) => failure('bad_request', message);
 
-/** Reads and checks the `connect` options into a raw channel (not started).
- * Patterns, in `topics` as everywhere, are checked by the Rust side, which
- * shares the gateway's grammar. */
+/** Reads and checks the `connect` options into a channel (not started);
+ * answers its handle. Patterns, in `topics` as everywhere, are checked by
+ * the Rust side, which shares the gateway's grammar. */
 function open(options, callbacks) {
   const { url, topics = [] } = options;
   if (typeof url != 'string') throw badRequest("`url` (the gateway's base URL) is required");
@@ -69,25 +70,37 @@ function open(options, callbacks) {
   if (kind < 0) throw badRequest("`transport` must be 'auto', 'websocket' or 'sse'");
   // NaN stands for "not given": the Rust side takes its default.
   const numbers = [options.minBackoffMs, options.maxBackoffMs, options.outboxSize, options.attemptTimeoutMs];
-  const raw = new Channel(url.replace(/\/+$/, ''), kind, ...numbers.map((n) => n ?? NaN), options.token, callbacks);
-  for (const t of topics) raw.call(SUBSCRIBE, t);
-  return raw;
+  const h = openChannel(url.replace(/\/+$/, ''), kind, ...numbers.map((n) => n ?? NaN), options.token, callbacks);
+  try {
+    for (const t of topics) call(h, SUBSCRIBE, t);
+  } catch (e) {
+    call(h, CLOSE);
+    throw e;
+  }
+  return h;
 }
 
+/** Until `close`, the channel lives on in the wasm like the socket it
+ * holds, whether or not the app keeps this object. */
 export class EventChannel {
-  #raw;
+  #h;
   #callbacks;
+  #closed = false;
 
-  constructor(raw, callbacks) {
-    this.#raw = raw;
+  constructor(h, callbacks) {
+    this.#h = h;
     this.#callbacks = callbacks;
+  }
+
+  #call(op, a, b, c) {
+    return call(this.#h, op, a, b, c);
   }
 
   /** Connects, and resolves once the gateway has welcomed the channel. */
   static async connect(options) {
     await load();
     const callbacks = new Callbacks();
-    const raw = open(options, callbacks);
+    const h = open(options, callbacks);
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
     await new Promise((resolve, reject) => {
       let timer;
@@ -107,41 +120,43 @@ export class EventChannel {
       if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
         timer = setTimeout(() => {
           done();
-          raw.call(CLOSE);
+          call(h, CLOSE);
           reject(failure('connect_timeout', `no connection to ${options.url} within ${timeoutMs} ms`));
         }, timeoutMs);
       }
-      raw.call(START);
+      call(h, START);
     });
-    return new EventChannel(raw, callbacks);
+    return new EventChannel(h, callbacks);
   }
 
   subscribe(pattern, handler) {
-    const id = this.#raw.call(SUBSCRIBE, pattern, handler);
+    const id = this.#call(SUBSCRIBE, pattern, handler);
     let on = true;
     return () => {
       if (on) {
         on = false;
-        this.#raw.call(UNSUBSCRIBE, id);
+        this.#call(UNSUBSCRIBE, id);
       }
     };
   }
 
   emit(type, data, options) {
-    return this.#raw.emit(type, data, options);
+    return this.#call(EMIT, type, data, options);
   }
 
+  // After `close` the wasm has let the channel go: it was closed, on its
+  // last transport, at its last position.
   get state() {
-    return this.#raw.call(STATE);
+    return this.#closed ? 'closed' : this.#call(STATE);
   }
 
   get transport() {
-    return this.#raw.call(TRANSPORT);
+    return this.#closed ? this.#closed[0] : this.#call(TRANSPORT);
   }
 
   /** The position of the last event delivered (opaque). */
   get lastSeq() {
-    return this.#raw.call(LAST_SEQ);
+    return this.#closed ? this.#closed[1] : this.#call(LAST_SEQ);
   }
 
   onState(listener) {
@@ -153,11 +168,15 @@ export class EventChannel {
   }
 
   async close() {
-    this.#raw.call(CLOSE);
+    if (!this.#closed) {
+      const last = [this.transport, this.lastSeq];
+      this.#call(CLOSE);
+      this.#closed = last;
+    }
   }
 
   /** Testing aid: handle `text` as if the gateway had sent it. */
   _injectFrame(text) {
-    this.#raw.call(INJECT, text);
+    this.#call(INJECT, text);
   }
 }

@@ -1,6 +1,6 @@
-//! The `#[wasm_bindgen]` surface: what `js/index.js` wraps into the typed
-//! `EventChannel`. It owns the browser resources (transports, the timer, JS
-//! callbacks) and feeds the [`Machine`], carrying out its actions.
+//! One channel in the browser: it owns the browser resources (transports,
+//! the timer, JS callbacks) and feeds the [`Machine`], carrying out its
+//! actions. `exports.rs` hands it to `js/index.js`.
 //!
 //! Everything the browser reports comes through one callback per channel,
 //! `io(tag, n, data, status)` (see `js/io.js` and `transport::tag`): one
@@ -400,28 +400,13 @@ fn js_err_message(e: &JsValue) -> String {
         .unwrap_or_default()
 }
 
-/// What `Channel::call` does, by its `op` (`js/index.js` has the same
-/// numbers). One export instead of one per method: each export costs a
-/// shim in the wasm and a method in the glue.
-mod op {
-    pub const START: u32 = 0;
-    pub const SUBSCRIBE: u32 = 1;
-    pub const UNSUBSCRIBE: u32 = 2;
-    pub const CLOSE: u32 = 3;
-    pub const STATE: u32 = 4;
-    pub const TRANSPORT: u32 = 5;
-    pub const LAST_SEQ: u32 = 6;
-    pub const INJECT: u32 = 7;
-}
-
 /// The raw channel. `js/index.js` reads the `connect` options and wraps
-/// it as the typed `EventChannel`.
-#[wasm_bindgen]
+/// it as the typed `EventChannel`, through the exports in `exports.rs`;
+/// the browser tests use it directly.
 pub struct Channel {
     inner: Rc<Inner>,
 }
 
-#[wasm_bindgen]
 impl Channel {
     /// A channel to the gateway at `base` (`http://` or `https://`, no
     /// trailing slash), with the options `index.js` has read and checked:
@@ -429,7 +414,6 @@ impl Channel {
     /// its default; `token` is a string, a function returning one (or a
     /// promise of one), or undefined. Nothing happens on the network until
     /// `start`.
-    #[wasm_bindgen(constructor)]
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         base: String,
@@ -487,36 +471,6 @@ impl Channel {
         Channel { inner }
     }
 
-    /// Everything but `emit`, by `op` (see [`op`]): `a` and `b` are the
-    /// arguments of the method it stands for.
-    pub fn call(&self, op: u32, a: JsValue, b: JsValue) -> Result<JsValue, JsValue> {
-        Ok(match op {
-            op::START => {
-                self.start();
-                JsValue::UNDEFINED
-            }
-            op::SUBSCRIBE => self
-                .subscribe(&a.as_string().unwrap_or_default(), &b)?
-                .into(),
-            op::UNSUBSCRIBE => {
-                self.unsubscribe(a.as_f64().unwrap_or(0.0) as u32);
-                JsValue::UNDEFINED
-            }
-            op::CLOSE => {
-                self.close();
-                JsValue::UNDEFINED
-            }
-            op::STATE => self.state().into(),
-            op::TRANSPORT => self.transport(),
-            op::LAST_SEQ => self.last_seq().map_or(JsValue::NULL, JsValue::from),
-            op::INJECT => {
-                self.inject_frame(&a.as_string().unwrap_or_default());
-                JsValue::UNDEFINED
-            }
-            _ => JsValue::UNDEFINED,
-        })
-    }
-
     /// Emits an event; resolves with `{id, seq, duplicate}` once the gateway
     /// has accepted it, or rejects with an `Error` that has a `code`.
     /// `options` may set the event's `id`, `correlationid`, `subject` and
@@ -551,10 +505,7 @@ impl Channel {
         });
         promise
     }
-}
 
-/// The methods `call` stands for; the browser tests call them directly.
-impl Channel {
     /// Starts connecting.
     pub fn start(&self) {
         self.inner.feed(Input::Start);

@@ -2,7 +2,8 @@
 //!
 //! `machine` is the connection logic in plain Rust (tested natively);
 //! `transport` holds the two browser transports with the same shape;
-//! `channel` is the thin `#[wasm_bindgen]` surface that `js/index.js` wraps.
+//! `channel` is one channel in the browser, and `exports` the small
+//! `#[wasm_bindgen]` surface that `js/index.js` wraps.
 
 #![no_std]
 
@@ -45,6 +46,8 @@ pub mod recent;
 #[cfg(target_arch = "wasm32")]
 mod channel;
 #[cfg(target_arch = "wasm32")]
+mod exports;
+#[cfg(target_arch = "wasm32")]
 pub use channel::{Callbacks, Channel};
 #[cfg(target_arch = "wasm32")]
 mod frames;
@@ -52,7 +55,6 @@ mod frames;
 mod transport;
 
 /// The protocol version this client speaks.
-#[cfg_attr(target_arch = "wasm32", wasm_bindgen::prelude::wasm_bindgen(js_name = protocolVersion))]
 pub fn protocol_version() -> u32 {
     eventwire_protocol::PROTOCOL_VERSION
 }
