@@ -30,11 +30,14 @@ pub fn refused(ip: IpAddr) -> bool {
 }
 
 fn refusal(host: &str, ip: IpAddr) -> ProtocolError {
+    let named = if host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok() {
+        format!("{ip} is")
+    } else {
+        format!("{host} resolves to {ip},")
+    };
     ProtocolError::new(
         ErrorCode::TargetRefused,
-        format!(
-            "{host} is {ip}, a link-local or cloud-metadata address; webhooks are never sent there"
-        ),
+        format!("{named} a link-local or cloud-metadata address; webhooks are never sent there"),
     )
 }
 
