@@ -219,8 +219,9 @@ export class Callbacks {
     return p;
   }
 
-  resolve(ref, id, seq, duplicate) {
-    this.#take(ref)?.[0]({ id, seq, duplicate });
+  /** `r` is the gateway's receipt: an ack frame or a POST's answer. */
+  resolve(ref, r) {
+    this.#take(ref)?.[0]({ id: r.id, seq: r.seq, duplicate: r.duplicate === true });
   }
 
   reject(ref, code, message) {

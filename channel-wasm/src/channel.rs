@@ -73,8 +73,10 @@ extern "C" {
     /// The promise of emit `reference`.
     #[wasm_bindgen(method)]
     fn emit(this: &Callbacks, reference: f64) -> JsValue;
+    /// Resolves emit `reference` with the `id`, `seq` and `duplicate` of
+    /// the gateway's receipt (an ack frame or a POST's answer).
     #[wasm_bindgen(method)]
-    fn resolve(this: &Callbacks, reference: f64, id: &str, seq: &str, duplicate: bool);
+    fn resolve(this: &Callbacks, reference: f64, receipt: &JsValue);
     #[wasm_bindgen(method)]
     fn reject(this: &Callbacks, reference: f64, code: &str, message: &str);
 }
@@ -165,17 +167,12 @@ impl Inner {
             Action::Post { reference, json } => {
                 let url = outgoing::events(&self.base);
                 let auth = self.token.borrow().as_deref().map(outgoing::bearer);
-                http::post(&url, &json, auth, reference as f64, &self.io);
+                http::post(&url, &json, auth.as_deref(), reference as f64, &self.io);
             }
             Action::Deliver { ty, payload } => self.deliver(&ty, &payload),
-            Action::Resolve {
-                reference,
-                id,
-                seq,
-                duplicate,
-            } => self
-                .callbacks
-                .resolve(reference as f64, &id, &seq, duplicate),
+            Action::Resolve { reference, receipt } => {
+                self.callbacks.resolve(reference as f64, &receipt)
+            }
             Action::Reject {
                 reference,
                 code,
@@ -354,15 +351,7 @@ impl Inner {
     /// The answer to an SSE emit's POST.
     fn posted(self: &Rc<Self>, reference: u64, status: u32, body: JsValue) {
         let input = match http::outcome(status, body) {
-            PostOutcome::Accepted(receipt) => {
-                let s = |k: &str| opt(&receipt, k).as_string().unwrap_or_default();
-                Input::Ack {
-                    reference,
-                    id: s("id"),
-                    seq: s("seq"),
-                    duplicate: opt(&receipt, "duplicate").as_bool().unwrap_or(false),
-                }
-            }
+            PostOutcome::Accepted(receipt) => Input::Ack { reference, receipt },
             // An expired token is not the event's fault: get a fresh one
             // and send the event again.
             PostOutcome::Refused(code, _) if code == "token_expired" => {
@@ -441,7 +430,7 @@ impl Channel {
         };
         let inner = Rc::new_cyclic(|weak: &alloc::rc::Weak<Inner>| {
             let weak = weak.clone();
-            let io = Closure::<dyn FnMut(u32, f64, JsValue, u32)>::new(
+            let io = Closure::<dyn Fn(u32, f64, JsValue, u32)>::new(
                 move |what: u32, n: f64, data: JsValue, status: u32| {
                     if let Some(inner) = weak.upgrade() {
                         inner.on_io(what, n, data, status);

@@ -146,13 +146,15 @@ pub fn ws_frame(text: &JsValue, k: &Keys) -> Result<Input<JsValue>, Malformed> {
             },
             _ => Input::Heard,
         },
-        op::ACK => match (reference(&v), string(&v, "id"), string(&v, "seq")) {
-            (Some(reference), Some(id), Some(seq)) => Input::Ack {
-                reference,
-                id,
-                seq,
-                duplicate: get(&v, "duplicate").as_bool().unwrap_or(false),
-            },
+        // The frame itself is the receipt: `Callbacks.resolve` reads its
+        // `id`, `seq` and `duplicate` for the app.
+        op::ACK => match reference(&v) {
+            Some(reference) if get(&v, "id").is_string() && get(&v, "seq").is_string() => {
+                Input::Ack {
+                    reference,
+                    receipt: v,
+                }
+            }
             _ => return Err(Malformed("an ack lacks its ref, id or seq")),
         },
         op::ERROR => Input::Refused {

@@ -127,11 +127,12 @@ pub enum Input<P> {
     },
     /// Any other sign of life (pong, heartbeat).
     Heard,
+    /// The gateway accepted emit `reference`. `receipt` holds its `id`,
+    /// `seq` and `duplicate` (the ack frame, or the POST's answer): opaque
+    /// like a payload, it goes to the app as it came.
     Ack {
         reference: u64,
-        id: String,
-        seq: String,
-        duplicate: bool,
+        receipt: P,
     },
     /// The gateway refused something. With a reference it was an emit.
     Refused {
@@ -180,9 +181,7 @@ pub enum Action<P> {
     },
     Resolve {
         reference: u64,
-        id: String,
-        seq: String,
-        duplicate: bool,
+        receipt: P,
     },
     Reject {
         reference: u64,
@@ -370,20 +369,10 @@ impl<P> Machine<P> {
                 }
             }
             Input::Heard => self.last_heard = now,
-            Input::Ack {
-                reference,
-                id,
-                seq,
-                duplicate,
-            } => {
+            Input::Ack { reference, receipt } => {
                 self.last_heard = now;
                 if self.take_inflight(Some(reference)).is_some() {
-                    self.actions.push(Action::Resolve {
-                        reference,
-                        id,
-                        seq,
-                        duplicate,
-                    });
+                    self.actions.push(Action::Resolve { reference, receipt });
                 }
                 if self.kind == Some(Kind::Sse) {
                     self.flush();

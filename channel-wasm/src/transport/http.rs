@@ -13,7 +13,7 @@ extern "C" {
     /// POSTs `body`; the channel's `io` gets `(POSTED, reference, body,
     /// status)`, status 0 when the network failed or the answer was not
     /// JSON.
-    pub fn post(url: &str, body: &str, authorization: Option<String>, reference: f64, io: &JsValue);
+    pub fn post(url: &str, body: &str, authorization: Option<&str>, reference: f64, io: &JsValue);
 }
 
 /// What a POST of one event came to.
