@@ -57,8 +57,8 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn new(config: Config) -> Result<Gateway, StartError> {
-        let engine = crate::engine::build(&config.engine, config.max_event_bytes).await?;
-        Gateway::with_engine(config, engine).await
+        let built = crate::engine::build(&config.engine, config.max_event_bytes).await?;
+        Gateway::with_stores(config, built.engine, built.group_store).await
     }
 
     /// Builds a gateway over an engine made elsewhere (tests, embedding),

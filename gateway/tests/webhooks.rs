@@ -701,10 +701,9 @@ async fn webhooks_survive_a_sigkill_on_the_disk_engine() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Needs the disk engine's durable group store (issue 13): without it the
-/// group, and so its pending events, is rebuilt empty after a restart.
+/// The disk engine's durable group store keeps the webhook's group, and so
+/// its pending events, across the crash.
 #[tokio::test]
-#[ignore = "needs the disk engine's durable GroupStore (issue 13); run with --ignored once it lands"]
 async fn pending_webhook_events_survive_a_sigkill_on_the_disk_engine() {
     let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let flag = down.clone();

@@ -3,9 +3,10 @@
 
 use super::Engine;
 use super::EngineError;
-use super::disk::{DiskConfig, DiskEngine, Fsync};
+use super::disk::{DiskConfig, DiskEngine, DiskGroupStore, Fsync};
 use super::memory::{MemoryConfig, MemoryEngine};
 use super::nats::{InteropRule, NatsConfig, NatsEngine};
+use crate::groups::{GroupStore, MemoryGroupStore};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -125,19 +126,28 @@ pub struct EngineArgs {
     pub nats_interop: Vec<InteropRule>,
 }
 
+/// An engine and where consumer groups keep their state beside it.
+pub struct Built {
+    pub engine: Arc<dyn Engine>,
+    /// The disk engine's groups live in its database; the other engines'
+    /// last as long as the process.
+    pub group_store: Arc<dyn GroupStore>,
+}
+
 /// Builds the engine the flags name. `max_event_bytes` bounds what the NATS
 /// engine accepts from backends that publish on the stream directly.
-pub async fn build(
-    args: &EngineArgs,
-    max_event_bytes: usize,
-) -> Result<Arc<dyn Engine>, EngineError> {
+pub async fn build(args: &EngineArgs, max_event_bytes: usize) -> Result<Built, EngineError> {
+    let memory_groups = || Arc::new(MemoryGroupStore::new()) as Arc<dyn GroupStore>;
     Ok(match args.kind {
-        EngineKind::Memory => Arc::new(MemoryEngine::new(MemoryConfig {
-            max_events: args.history_max_events,
-            max_bytes: args.history_max_bytes,
-            dedupe_window: args.dedupe_window,
-            ..MemoryConfig::default()
-        })),
+        EngineKind::Memory => Built {
+            engine: Arc::new(MemoryEngine::new(MemoryConfig {
+                max_events: args.history_max_events,
+                max_bytes: args.history_max_bytes,
+                dedupe_window: args.dedupe_window,
+                ..MemoryConfig::default()
+            })),
+            group_store: memory_groups(),
+        },
         EngineKind::Disk => {
             let mut c = DiskConfig::new(&args.data_dir);
             c.fsync = args.fsync;
@@ -145,10 +155,18 @@ pub async fn build(
             c.max_bytes = args.history_max_bytes;
             c.max_age = args.history_max_age;
             c.dedupe_window = args.dedupe_window;
-            Arc::new(DiskEngine::open(c)?)
+            let engine = DiskEngine::open(c)?;
+            let group_store = DiskGroupStore::open(engine.store().clone(), args.fsync)?;
+            Built {
+                engine: Arc::new(engine),
+                group_store: Arc::new(group_store),
+            }
         }
-        EngineKind::Nats => {
-            Arc::new(NatsEngine::connect(NatsConfig::from_args(args, max_event_bytes)).await?)
-        }
+        EngineKind::Nats => Built {
+            engine: Arc::new(
+                NatsEngine::connect(NatsConfig::from_args(args, max_event_bytes)).await?,
+            ),
+            group_store: memory_groups(),
+        },
     })
 }

@@ -18,7 +18,7 @@ use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-pub use args::{EngineArgs, EngineKind, build};
+pub use args::{Built, EngineArgs, EngineKind, build};
 pub use event::{Event, NewEvent};
 pub use memory::MemoryEngine;
 

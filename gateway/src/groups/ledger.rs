@@ -147,6 +147,12 @@ impl Ledger {
         self.pending.insert(offset, p);
     }
 
+    /// Puts back a pending event as a store kept it, when loading a group
+    /// after a restart.
+    pub fn restore(&mut self, offset: u64, p: Pending) {
+        self.schedule(offset, p);
+    }
+
     /// Applies one change. Changes that name an event no longer pending
     /// do nothing, so replaying a journal twice is harmless.
     pub fn apply(&mut self, change: &Change) {

@@ -8,9 +8,11 @@
 //! missed, `recovered: true`. The dedupe window is stored too, so a retry
 //! across a restart is still recognised.
 
+mod groups;
 mod store;
 mod writer;
 
+pub use groups::DiskGroupStore;
 pub use store::{FORMAT, Store};
 
 use super::dedupe::DedupeWindow;

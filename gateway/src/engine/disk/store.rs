@@ -9,7 +9,8 @@
 //!
 //! Keyspaces: `events` (offset → record), `dedupe` (offset → time and
 //! dedupe key of an id still remembered), `meta` (epoch, first and next
-//! offset, retained bytes, where stored dedupe ids start). Every write the engine makes is one fjall batch, so
+//! offset, retained bytes, where stored dedupe ids start), `groups`
+//! (consumer-group state, `groups.rs`). Every write the engine makes is one fjall batch, so
 //! these keyspaces change together or not at all.
 
 use crate::engine::EngineError;
