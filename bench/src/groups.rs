@@ -102,7 +102,7 @@ async fn measure(addr: SocketAddr, plan: &Plan, out: &mut Outcome) -> Result<(),
         ));
     }
     // Throughput: a backlog drained by the workers.
-    publish(&mut admin, 0, plan.events, plan, None).await?;
+    publish(&mut admin, 0, plan.events, plan.event_bytes, None).await?;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let start = Instant::now();
     work(addr, plan, plan.events, &seen).await?;
@@ -116,7 +116,14 @@ async fn measure(addr: SocketAddr, plan: &Plan, out: &mut Outcome) -> Result<(),
         let plan = plan.clone();
         tokio::spawn(async move { work(addr, &plan, plan.events + n, &seen).await })
     };
-    publish(&mut admin, plan.events, n, plan, Some(plan.rate)).await?;
+    publish(
+        &mut admin,
+        plan.events,
+        n,
+        plan.event_bytes,
+        Some(plan.rate),
+    )
+    .await?;
     workers.await.map_err(|e| e.to_string())??;
     let seen = seen.lock().expect("not poisoned");
     let total = plan.events + n;
@@ -131,13 +138,14 @@ async fn measure(addr: SocketAddr, plan: &Plan, out: &mut Outcome) -> Result<(),
     Ok(())
 }
 
-/// Publishes `count` events numbered from `from`, in batches of 100, at
-/// `rate` per second when given.
-async fn publish(
+/// Publishes `count` `bench.job` events numbered from `from` (data `s`,
+/// and `t` the publish time), in batches of 100, at `rate` per second when
+/// given. The webhooks scenario publishes with it too.
+pub(crate) async fn publish(
     conn: &mut Conn,
     from: u64,
     count: u64,
-    plan: &Plan,
+    event_bytes: usize,
     rate: Option<f64>,
 ) -> Result<(), String> {
     let start = Instant::now();
@@ -164,7 +172,7 @@ async fn publish(
                 &format!("b{}", s + i),
                 s + i,
                 now_ns(),
-                plan.event_bytes,
+                event_bytes,
             );
             body.push_str(&event);
         }

@@ -18,6 +18,7 @@ mod smoke;
 mod sse;
 mod stats;
 mod sub;
+mod webhooks;
 mod ws;
 
 use clap::{Args, Parser, Subcommand};
@@ -159,6 +160,25 @@ enum Cmd {
         /// Seconds of the steady-rate run.
         #[arg(long, default_value_t = 10)]
         duration: u64,
+    },
+    /// Webhooks: a gateway POSTs events to a fast local receiver (a backlog
+    /// as fast as it delivers, then a steady rate for publish-to-receiver
+    /// latency); `--fail` makes the receiver answer 500 to that share of
+    /// requests. Fails on any missing or duplicated event.
+    Webhooks {
+        /// The webhook's max_inflight.
+        #[arg(long, default_value_t = 16)]
+        inflight: u32,
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        /// Seconds of the steady-rate run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Share of requests answered 500 (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        fail: f64,
     },
     /// The disk engine: publish throughput and p99 (disk/always, disk/never,
     /// memory; 1, 16, 64 publishers; single events and batches of 100), and
@@ -531,6 +551,29 @@ async fn run(cli: Cli, nofile: (u64, u64)) -> ExitCode {
                 event_bytes: c.event_bytes,
             };
             let o = groups::run(&c.target, &plan).await;
+            println!("{}", serde_json::to_string_pretty(&o).expect("serializes"));
+            if o.error.is_none() && o.duplicates == 0 && o.missing == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Cmd::Webhooks {
+            inflight,
+            events,
+            rate,
+            duration,
+            fail,
+        } => {
+            let plan = webhooks::Plan {
+                inflight,
+                events,
+                rate,
+                duration: Duration::from_secs(duration),
+                fail,
+                event_bytes: c.event_bytes,
+            };
+            let o = webhooks::run(&c.target, &plan).await;
             println!("{}", serde_json::to_string_pretty(&o).expect("serializes"));
             if o.error.is_none() && o.duplicates == 0 && o.missing == 0 {
                 ExitCode::SUCCESS
