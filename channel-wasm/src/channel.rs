@@ -10,6 +10,7 @@
 //! event is being delivered. The machine is never borrowed while JS runs:
 //! `feed` takes the actions out first and only then performs them.
 
+use crate::cell::{read, write};
 use crate::frames::{self, Malformed};
 use crate::machine::{Action, Config, Emit, Input, Kind, Machine, Preference, code};
 use crate::outgoing;
@@ -141,7 +142,7 @@ struct Inner {
 
 impl Inner {
     fn feed(self: &Rc<Self>, input: Input<JsValue>) {
-        let actions = self.machine.borrow_mut().handle(input, now(), random());
+        let actions = write(&self.machine).handle(input, now(), random());
         for a in actions {
             self.perform(a);
         }
@@ -160,13 +161,13 @@ impl Inner {
             }),
             Action::CloseTransport => self.let_go(),
             Action::Send(text) => {
-                if let Some(t) = &*self.transport.borrow() {
+                if let Some(t) = &*read(&self.transport) {
                     t.send(&text);
                 }
             }
             Action::Post { reference, json } => {
                 let url = outgoing::events(&self.base);
-                let auth = self.token.borrow().as_deref().map(outgoing::bearer);
+                let auth = read(&self.token).as_deref().map(outgoing::bearer);
                 http::post(&url, &json, auth.as_deref(), reference as f64, &self.io);
             }
             Action::Deliver { ty, payload } => self.deliver(&ty, &payload),
@@ -200,7 +201,7 @@ impl Inner {
     /// Lets the transport go: its late signals carry an old generation.
     fn let_go(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
-        if let Some(t) = self.transport.borrow_mut().take() {
+        if let Some(t) = write(&self.transport).take() {
             t.close();
         }
     }
@@ -215,8 +216,8 @@ impl Inner {
             }
             tag::POSTED => self.posted(n as u64, status, data),
             tag::TOKEN if current => {
-                *self.token.borrow_mut() = data.as_string();
-                if let Some(o) = self.opening.borrow_mut().take() {
+                *write(&self.token) = data.as_string();
+                if let Some(o) = write(&self.opening).take() {
                     self.open_now(o);
                 }
             }
@@ -227,14 +228,14 @@ impl Inner {
             tag::REAUTH if current => {
                 let Some(t) = data.as_string() else { return };
                 let frame = outgoing::auth(&t);
-                *self.token.borrow_mut() = Some(t);
-                if let Some(tr) = &*self.transport.borrow() {
+                *write(&self.token) = Some(t);
+                if let Some(tr) = &*read(&self.transport) {
                     tr.send(&frame);
                 }
             }
             tag::REAUTH_FAILED => self.callbacks.report(&data),
             _ if current => {
-                let kind = self.machine.borrow().transport();
+                let kind = read(&self.machine).transport();
                 if let (Some(kind), Some(signal)) = (kind, Signal::read(what, data)) {
                     self.on_signal(kind, signal);
                 }
@@ -298,16 +299,16 @@ impl Inner {
         self.let_go();
         let source = &self.token_source;
         if !source.is_function() {
-            *self.token.borrow_mut() = source.as_string();
+            *write(&self.token) = source.as_string();
             return self.open_now(o);
         }
         // Called again on every connect, so a refreshed token is used.
-        *self.opening.borrow_mut() = Some(o);
+        *write(&self.opening) = Some(o);
         token(source, tag::TOKEN, self.generation.get(), &self.io);
     }
 
     fn open_now(self: &Rc<Self>, o: Opening) {
-        let token = self.token.borrow().clone();
+        let token = read(&self.token).clone();
         let url = match o.kind {
             Kind::WebSocket => outgoing::websocket(&self.base, &self.instance, token.as_deref()),
             Kind::Sse => outgoing::sse(
@@ -319,7 +320,7 @@ impl Inner {
             ),
         };
         match Transport::open(o.kind, &url, self.generation.get(), &self.io) {
-            Ok(t) => *self.transport.borrow_mut() = Some(t),
+            Ok(t) => *write(&self.transport) = Some(t),
             Err(e) => {
                 self.callbacks.error(code::TRANSPORT, &e);
                 self.feed(Input::Closed { code: None });
@@ -501,7 +502,7 @@ impl Channel {
     }
 
     pub fn state(&self) -> &'static str {
-        self.inner.machine.borrow().state().name()
+        read(&self.inner.machine).state().name()
     }
 
     /// `websocket`, `sse`, or null before the first attempt.
@@ -515,7 +516,7 @@ impl Channel {
 
     /// The position of the last event delivered.
     pub fn last_seq(&self) -> Option<String> {
-        self.inner.machine.borrow().last_seq().map(str::to_owned)
+        read(&self.inner.machine).last_seq().map(str::to_owned)
     }
 
     /// Calls `handler(event)` for every event whose type matches `pattern`
@@ -536,7 +537,7 @@ impl Channel {
                 id,
                 pattern: parsed,
             };
-            self.inner.handlers.borrow_mut().push(handler);
+            write(&self.inner.handlers).push(handler);
         }
         self.inner.feed(Input::AddPattern(pattern.to_owned()));
         Ok(id)
@@ -544,7 +545,7 @@ impl Channel {
 
     pub fn unsubscribe(&self, id: u32) {
         let removed = {
-            let mut hs = self.inner.handlers.borrow_mut();
+            let mut hs = write(&self.inner.handlers);
             let Some(i) = hs.iter().position(|h| h.id == id) else {
                 return;
             };
@@ -578,7 +579,7 @@ impl Channel {
     /// Feeds `text` to the channel as if the current transport had received
     /// it. For tests of malformed input; not part of the public API.
     pub fn inject_frame(&self, text: &str) {
-        let Some(kind) = self.inner.machine.borrow().transport() else {
+        let Some(kind) = read(&self.inner.machine).transport() else {
             return;
         };
         self.inner.on_signal(kind, Signal::Frame(text.into()));

@@ -11,6 +11,7 @@
 //! holds: an app that drops its `EventChannel` without closing it keeps a
 //! channel that still delivers to its handlers.
 
+use crate::cell::{read, write};
 use crate::channel::{Callbacks, Channel};
 use crate::prelude::*;
 use alloc::rc::Rc;
@@ -66,7 +67,7 @@ pub fn open(
         token,
         callbacks,
     );
-    let mut all = CHANNELS.0.borrow_mut();
+    let mut all = write(&CHANNELS.0);
     all.push(Some(Rc::new(channel)));
     (all.len() - 1) as u32
 }
@@ -77,7 +78,7 @@ pub fn open(
 #[wasm_bindgen]
 pub fn call(handle: u32, op: u32, a: JsValue, b: JsValue, c: JsValue) -> Result<JsValue, JsValue> {
     // A clone, so no borrow is held while the channel runs JS.
-    let found = CHANNELS.0.borrow().get(handle as usize).cloned().flatten();
+    let found = read(&CHANNELS.0).get(handle as usize).cloned().flatten();
     let Some(channel) = found else {
         return Ok(JsValue::UNDEFINED);
     };
@@ -94,7 +95,7 @@ pub fn call(handle: u32, op: u32, a: JsValue, b: JsValue, c: JsValue) -> Result<
         }
         op::CLOSE => {
             channel.close();
-            if let Some(slot) = CHANNELS.0.borrow_mut().get_mut(handle as usize) {
+            if let Some(slot) = write(&CHANNELS.0).get_mut(handle as usize) {
                 *slot = None;
             }
             JsValue::UNDEFINED

@@ -44,6 +44,8 @@ pub mod outgoing;
 pub mod recent;
 
 #[cfg(target_arch = "wasm32")]
+mod cell;
+#[cfg(target_arch = "wasm32")]
 mod channel;
 #[cfg(target_arch = "wasm32")]
 mod exports;
