@@ -1,6 +1,6 @@
 // The demo page: emits UI events, shows live notifications, and shows what
 // the backend worker did in response (matched by correlation id).
-import { EventChannel, type ConnectionState, type EventEnvelope } from 'eventwire';
+import { EventChannel, type ConnectionState, type EventEnvelope, type StateInfo } from 'eventwire';
 import './style.css';
 
 type Events = {
@@ -55,11 +55,17 @@ function showError(err: { code?: string; message?: string } | null): void {
 }
 
 let reconnects = 0;
+let opens = 0;
 
-function badge(state: ConnectionState | 'connecting'): void {
+function badge(state: ConnectionState | 'connecting', info?: StateInfo): void {
   const b = $('#badge');
   if (state === 'reconnecting' && b.dataset.state !== 'reconnecting') reconnects++;
   b.dataset.reconnects = String(reconnects);
+  // Whether the last (re)connection resumed without a gap: tests read it.
+  if (state === 'open' && info) {
+    b.dataset.opens = String(++opens);
+    b.dataset.recovered = String(info.recovered !== false);
+  }
   b.dataset.state = state;
   b.dataset.transport = channel?.transport ?? '';
   b.textContent = channel?.transport ? `${state} · ${channel.transport}` : state;
@@ -105,7 +111,7 @@ async function start(): Promise<void> {
     const transport = select.value as 'auto' | 'websocket' | 'sse';
     const ch = await EventChannel.connect<Events>({ url: gateway, transport, topics: ['notification.>'], minBackoffMs });
     channel = ch;
-    ch.onState((state) => badge(state));
+    ch.onState((state, info) => badge(state, info));
     ch.onError((err) => showError(err));
     ch.subscribe('notification.>', onNotification);
     badge(ch.state);
