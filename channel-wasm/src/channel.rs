@@ -31,8 +31,9 @@ extern "C" {
     fn wake(io: &JsValue, ms: u32) -> f64;
     /// An event id: `crypto.randomUUID()` where the page is a secure
     /// context, 32 random hex digits otherwise.
-    #[wasm_bindgen(js_name = uuid)]
-    fn new_id() -> String;
+    /// (A JS string, read with `as_string`: a `String` return would bring
+    /// wasm-bindgen's boxed-slice conversion along.)
+    fn uuid() -> JsValue;
     /// `JSON.stringify(data)`, or what it threw (a cycle, a BigInt).
     fn stringify(data: &JsValue) -> JsValue;
     /// An `Error` with a `code`, as every rejection and `onError` carries.
@@ -93,6 +94,10 @@ extern "C" {
 }
 
 use frames::get as opt;
+
+fn new_id() -> String {
+    uuid().as_string().unwrap_or_default()
+}
 
 /// A handler: its id and the pattern it was subscribed with. The function
 /// itself stays on the JS side (`Callbacks.handlers`), which calls it by id.

@@ -48,7 +48,7 @@ static CHANNELS: Channels = Channels(RefCell::new(Vec::new()));
 #[wasm_bindgen]
 #[allow(clippy::too_many_arguments)]
 pub fn open(
-    base: String,
+    base: &str,
     transport: u32,
     min_backoff_ms: f64,
     max_backoff_ms: f64,
@@ -58,7 +58,7 @@ pub fn open(
     callbacks: Callbacks,
 ) -> u32 {
     let channel = Channel::new(
-        base,
+        base.to_owned(),
         transport,
         min_backoff_ms,
         max_backoff_ms,
