@@ -128,6 +128,17 @@ impl Target {
 }
 
 impl Gateway {
+    /// The engine the gateway says it runs (`/readyz`), "?" when it does
+    /// not say: its flags decide, not the scenario.
+    pub async fn engine(&self) -> String {
+        crate::http::get(self.addr, "/readyz")
+            .await
+            .ok()
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok())
+            .and_then(|v| v["engine"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "?".into())
+    }
+
     pub fn cpu_seconds(&self) -> Option<f64> {
         procfs::cpu_seconds(self.pid?).ok()
     }

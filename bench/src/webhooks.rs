@@ -85,11 +85,7 @@ pub async fn run(target: &Target, plan: &Plan) -> Outcome {
             return out;
         }
     };
-    if let Ok(ready) = crate::http::get(gw.addr, "/readyz").await
-        && let Ok(v) = serde_json::from_str::<Value>(&ready)
-    {
-        out.engine = v["engine"].as_str().unwrap_or("?").to_owned();
-    }
+    out.engine = gw.engine().await;
     if let Err(e) = measure(gw.addr, plan, &mut out).await {
         out.error = Some(e);
     }

@@ -83,21 +83,27 @@ export async function restartGateway(url, { graceful = false } = {}) {
   await eventually('the restarted gateway', async () => (await fetch(`${url}/readyz`)).ok);
 }
 
-/** Starts the example worker against `gateway`; `handled` collects the UI events it handled. */
-export async function startWorker(gateway) {
-  const child = spawn(workerBin, [gateway], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.add(child);
-  const handled = [];
+/** Collects each line a backend prints on `stream` (one JSON object per handled event). */
+export function jsonLines(stream) {
+  const lines = [];
   let buf = '';
-  child.stdout.on('data', (d) => {
+  stream.on('data', (d) => {
     buf += d;
     let i;
     while ((i = buf.indexOf('\n')) >= 0) {
       const line = buf.slice(0, i);
       buf = buf.slice(i + 1);
-      if (line.trim()) handled.push(JSON.parse(line));
+      if (line.trim()) lines.push(JSON.parse(line));
     }
   });
+  return lines;
+}
+
+/** Starts the example worker against `gateway`; `handled` collects the UI events it handled. */
+export async function startWorker(gateway) {
+  const child = spawn(workerBin, [gateway], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
+  const handled = jsonLines(child.stdout);
   // The worker is ready once its subscription exists: probe until it answers.
   const probes = new Set();
   await eventually('the worker', async () => {

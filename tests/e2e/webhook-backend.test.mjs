@@ -8,7 +8,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { eventually, feed, freePort, openPage, repo, restartGateway, shutdown, startGateway } from './harness.mjs';
+import { eventually, feed, freePort, jsonLines, openPage, repo, restartGateway, shutdown, startGateway } from './harness.mjs';
 
 const backends = [];
 after(async () => {
@@ -24,17 +24,7 @@ async function startWebhookBackend(gateway) {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   backends.push(child);
-  const handled = [];
-  let buf = '';
-  child.stdout.on('data', (d) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      if (line.trim()) handled.push(JSON.parse(line));
-    }
-  });
+  const handled = jsonLines(child.stdout);
   await eventually('the webhook registered', async () => (await fetch(`${gateway}/v1/webhooks/demo-backend`)).ok);
   return { handled };
 }

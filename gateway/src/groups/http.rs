@@ -51,6 +51,28 @@ pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes, shape: ErrorCode) -> Resu
     })
 }
 
+/// A group (or a webhook) reads its topics for whoever works in it:
+/// creating one needs the right to subscribe to all of them.
+pub(crate) fn may_read_all(
+    identity: &Identity,
+    topics: &[eventwire_protocol::Pattern],
+    what: &str,
+) -> Result<(), ApiError> {
+    match topics.iter().find(|p| !identity.rights.may_subscribe(p)) {
+        Some(p) => Err(identity.refusal(format_args!("{what} over {p}")).into()),
+        None => Ok(()),
+    }
+}
+
+/// `PUT`'s status: 201 for a new group or webhook, 200 for the same one.
+pub(crate) fn created_status(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 /// Authenticates and checks the `consume` right for a group.
 fn consumer(
     shared: &Shared,
@@ -154,23 +176,10 @@ pub async fn put(
     let identity = consumer(&shared, &headers, q.as_deref(), &name)?;
     let spec: GroupSpec = body(&bytes, ErrorCode::InvalidGroup)?;
     let config = spec.check(shared.config.max_subscriptions)?;
-    // A group reads its topics for whoever works in it: creating one
-    // needs the right to subscribe to all of them.
-    if let Some(p) = config
-        .topics
-        .iter()
-        .find(|p| !identity.rights.may_subscribe(p))
-    {
-        return Err(identity.refusal(format_args!("a group over {p}")).into());
-    }
+    may_read_all(&identity, &config.topics, "a group")?;
     let created = shared.groups.create(&name, config.clone()).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     let view = view(shared.groups.as_ref(), &name, &config).await?;
-    Ok((status, Json(view)).into_response())
+    Ok((created_status(created), Json(view)).into_response())
 }
 
 pub async fn get(call: Call) -> Result<Response, ApiError> {

@@ -8,13 +8,15 @@
 use super::Hook;
 use super::config::{self, ConfigView, WebhookSpec};
 use crate::error::ApiError;
-use crate::groups::http::{body, dead_letters, redrive_letters, rfc3339};
+use crate::groups::http::{
+    body, created_status, dead_letters, may_read_all, redrive_letters, rfc3339,
+};
 use crate::state::Shared;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use eventwire_protocol::ErrorCode;
 use serde::Serialize;
@@ -120,20 +122,9 @@ pub async fn put(
     let spec: WebhookSpec = body(&bytes, ErrorCode::InvalidWebhook)?;
     // Checked here for the rights; `create` checks the spec again.
     let checked = spec.check(shared.config.max_subscriptions)?;
-    if let Some(p) = checked
-        .topics
-        .iter()
-        .find(|p| !identity.rights.may_subscribe(p))
-    {
-        return Err(identity.refusal(format_args!("a webhook over {p}")).into());
-    }
+    may_read_all(&identity, &checked.topics, "a webhook")?;
     let (h, created) = shared.webhooks.create(&name, spec, true).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(view(&h).await?)).into_response())
+    Ok((created_status(created), Json(view(&h).await?)).into_response())
 }
 
 pub async fn get(call: Call) -> Result<Response, ApiError> {
