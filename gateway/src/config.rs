@@ -59,12 +59,14 @@ pub struct Config {
     #[arg(long, env = "EVENTWIRE_OUTBOX_BYTES", default_value_t = 1024 * 1024)]
     pub outbox_bytes: usize,
 
-    /// Hold live events up to this long so a subscriber's events leave in one
-    /// write (0s: write at once). Fewer, larger writes cost less CPU per
-    /// delivery at the price of up to this much latency. Acks, welcomes and
-    /// replays are never delayed.
-    #[arg(long, env = "EVENTWIRE_WRITE_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
-    pub write_delay: Duration,
+    /// `auto`: write live events at once while the writers keep up, and hold
+    /// them briefly (20 ms ticks, for a second at a time) once a write finds
+    /// its oldest event waited more than 10 ms, so they leave together. A
+    /// duration: hold every live event up to this long (0s: always write at
+    /// once). Fewer, larger writes cost less CPU per delivery at the price of
+    /// latency. Acks, welcomes and replays are never delayed.
+    #[arg(long, env = "EVENTWIRE_WRITE_DELAY", default_value = "auto")]
+    pub write_delay: crate::flush::WriteDelay,
 
     /// Largest WebSocket message accepted; bigger ones close the socket (1009).
     #[arg(long, env = "EVENTWIRE_WS_MAX_MESSAGE_BYTES", default_value_t = 256 * 1024)]

@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::sync::Notify;
 
+/// A held queue this large is written without waiting for the tick.
+pub const FULL_WRITE: usize = 64 * 1024;
+
 /// Which wire a connection speaks; decides how queued items are framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -76,7 +79,8 @@ pub struct Conn {
     last_live: AtomicU64,
     /// The connection's subscriptions, in the order they were made.
     pub patterns: Mutex<Vec<Pattern>>,
-    /// With `--write-delay`: live events wake the writer on its tick.
+    /// With `--write-delay` (a fixed delay, or `auto` while the writers are
+    /// behind): live events wake the writer on the flusher's tick.
     flusher: Option<Arc<Flusher>>,
 }
 
@@ -95,6 +99,9 @@ struct State {
     /// replay. The hub can hand over an event after a history read already
     /// returned it, so without this it would arrive twice.
     replayed_through: u64,
+    /// Replayed events are in `queue`: their age says nothing about whether
+    /// the writers keep up, so the next take reports no lag.
+    has_replayed: bool,
 }
 
 impl Conn {
@@ -140,23 +147,39 @@ impl Conn {
         // The writer parks only on an empty queue and drains it whole, so
         // only the first item after a drain needs to wake it.
         let wake = st.replay.is_none() && st.queue.len() == 1;
-        let open = self.enforce_limit(st, false);
-        if open && wake {
+        // A held queue that has gathered a full write leaves now: holding is
+        // for gathering small writes, and must not push a reader that keeps
+        // up over its limit.
+        let queued = st.bytes - st.replay_bytes;
+        let full = self.flusher.is_some()
+            && st.replay.is_none()
+            && queued >= self.full_write()
+            && queued - ev.cost() < self.full_write();
+        let open = self.enforce_limit(st, full);
+        if open && wake && !full {
             match &self.flusher {
                 // A writer that is not parked has no waker to take; it
                 // drains the queue anyway before it parks. The waker stays
                 // registered too, so a control frame, a replay or a close
                 // pushed before the tick still wakes the writer at once.
-                Some(f) => {
+                Some(f) if f.holds() => {
                     if let Some(w) = self.writer.take() {
                         self.writer.register(&w);
-                        f.defer(w);
+                        if let Err(w) = f.defer(w) {
+                            w.wake();
+                        }
                     }
                 }
-                None => self.writer.wake(),
+                _ => self.writer.wake(),
             }
         }
         open
+    }
+
+    /// Queued bytes at which a held queue is written at once: a quarter of
+    /// the limit, at most [`FULL_WRITE`].
+    fn full_write(&self) -> usize {
+        (self.limit / 4).clamp(1, FULL_WRITE)
     }
 
     /// Queues a control frame (welcome, ack, error...).
@@ -242,10 +265,19 @@ impl Conn {
             return Poll::Ready(Taken::Aborted);
         }
         if !st.queue.is_empty() {
+            let from = buf.len();
             buf.extend(st.queue.drain(..));
             st.bytes = st.replay_bytes;
             let replaying = st.replay.is_some();
+            let live = !std::mem::take(&mut st.has_replayed);
             drop(st);
+            if let Some(f) = &self.flusher
+                && live
+                && f.wants_lag()
+                && let Some(Out::Event(e)) = buf[from..].iter().find(|o| matches!(o, Out::Event(_)))
+            {
+                f.observe(e.seen_at.elapsed());
+            }
             if replaying {
                 self.drained.notify_waiters();
             }
@@ -281,6 +313,7 @@ impl Conn {
                 }
                 if st.bytes - st.replay_bytes <= self.limit / 2 {
                     st.bytes += ev.cost();
+                    st.has_replayed = true;
                     st.queue.push_back(Out::Event(ev));
                     drop(st);
                     self.writer.wake();
@@ -380,6 +413,78 @@ mod tests {
         let mut buf = Vec::new();
         assert!(matches!(conn.take(&mut buf).await, Taken::Items));
         assert_eq!(offsets(&buf), [1, 100, 101, 102, 103, 104, 105, 106, 107]);
+    }
+
+    /// An event the gateway saw `age` ago.
+    fn aged(offset: u64, age: std::time::Duration) -> Arc<Event> {
+        let mut e = Arc::try_unwrap(ev(offset)).expect("sole owner");
+        e.seen_at = std::time::Instant::now() - age;
+        Arc::new(e)
+    }
+
+    #[tokio::test]
+    async fn auto_coalescing_starts_on_a_late_live_write_not_on_a_replay() {
+        use crate::flush::{BUSY_LAG, Flusher, WriteDelay};
+        let f = Flusher::for_setting(WriteDelay::Auto).expect("a flusher");
+        let conn = Conn::new(1, "c".into(), Transport::Sse, 1 << 20, Some(f.clone()));
+        let mut buf = Vec::new();
+        // A replayed event is old by nature: it says nothing about the writers.
+        conn.begin_replay();
+        assert!(conn.push_replayed(aged(1, BUSY_LAG * 5)).await);
+        conn.finish_replay(1);
+        assert!(matches!(conn.take(&mut buf).await, Taken::Items));
+        tokio::task::yield_now().await;
+        assert!(!f.holds());
+        // A live one on time: still writing at once.
+        conn.push_live(&aged(2, std::time::Duration::ZERO));
+        assert!(matches!(conn.take(&mut buf).await, Taken::Items));
+        tokio::task::yield_now().await;
+        assert!(!f.holds());
+        // A live one that waited past the lag: the writers are behind.
+        conn.push_live(&aged(3, BUSY_LAG * 2));
+        assert!(matches!(conn.take(&mut buf).await, Taken::Items));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(f.holds());
+        assert_eq!(offsets(&buf), vec![1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_held_queue_that_gathered_a_full_write_wakes_the_writer_at_once() {
+        use crate::flush::Flusher;
+        use std::sync::atomic::AtomicUsize;
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        // A fixed hour-long delay: only a full queue can wake the writer.
+        let f = Flusher::start(std::time::Duration::from_secs(3600));
+        let conn = Conn::new(1, "c".into(), Transport::Sse, 1 << 20, Some(f));
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = Vec::new();
+        assert!(
+            conn.poll_take(&mut cx, &mut buf).is_pending(),
+            "the writer parks"
+        );
+        conn.push_live(&ev(1));
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "one small event is held");
+        let mut o = 2;
+        while count.0.load(Ordering::SeqCst) == 0 {
+            assert!((o as usize) * ev(o).cost() < FULL_WRITE * 2, "never woken");
+            conn.push_live(&ev(o));
+            o += 1;
+        }
+        assert!((o as usize - 1) * ev(1).cost() >= FULL_WRITE);
+        assert!(matches!(
+            conn.poll_take(&mut cx, &mut buf),
+            Poll::Ready(Taken::Items)
+        ));
+        assert_eq!(offsets(&buf), (1..o).collect::<Vec<_>>());
     }
 
     #[tokio::test]

@@ -59,7 +59,7 @@ pub struct Hub {
 pub struct HubLimits {
     pub max_subscriptions: usize,
     pub outbox_bytes: usize,
-    pub write_delay: Duration,
+    pub write_delay: crate::flush::WriteDelay,
     pub route_backlog_bytes: usize,
     pub max_pattern_wildcards: usize,
     pub max_history_reads: usize,
@@ -126,7 +126,7 @@ impl Hub {
             node: format!("{:06x}", uuid::Uuid::new_v4().as_u128() as u32 & 0xff_ffff),
             max_subscriptions,
             outbox_bytes,
-            flusher: (!write_delay.is_zero()).then(|| Flusher::start(write_delay)),
+            flusher: Flusher::for_setting(write_delay),
             routed: Mutex::new(Routed::Start(sub.from)),
             backlog: Budget::new(
                 limits.route_backlog_bytes,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 fn delayed(ms: u64) -> eventwire_gateway::config::Config {
     let mut c = config();
-    c.write_delay = Duration::from_millis(ms);
+    c.write_delay = eventwire_gateway::flush::WriteDelay::Fixed(Duration::from_millis(ms));
     c
 }
 
