@@ -386,12 +386,16 @@ fn say(row: &Row) {
         .replay
         .map(|p| format!(" replay p50/p99 {:.0}/{:.0} ms", p.p50_ms, p.p99_ms))
         .unwrap_or_default();
+    let per_write = row
+        .deliveries_per_write
+        .map(|d| format!(" ev/write {d:.2}"))
+        .unwrap_or_default();
     let conn = row
         .connect_per_s
         .map(|c| format!(" setup {c:.0}/s"))
         .unwrap_or_default();
     eprintln!(
-        "[{} {}{}] subs {}{rate}{lat}{cpu}{rss}{replay}{conn} lost {} dup {} cut {}{}",
+        "[{} {}{}] subs {}{rate}{lat}{cpu}{per_write}{rss}{replay}{conn} lost {} dup {} cut {}{}",
         row.scenario,
         row.transport,
         row.workers.map(|w| format!(" w{w}")).unwrap_or_default(),

@@ -40,6 +40,10 @@ pub struct Row {
     pub cpu_s_per_million: Option<f64>,
     /// The same, median over one-second windows.
     pub cpu_s_per_million_median: Option<f64>,
+    /// Events per write (the gateway's delivered events over its writes
+    /// that carried events): above 1, writes were coalesced.
+    #[serde(default)]
+    pub deliveries_per_write: Option<f64>,
     /// The load generator's own CPU over the run.
     pub bench_cpu_s: Option<f64>,
     pub throttled_s: Option<f64>,

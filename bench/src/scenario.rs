@@ -370,6 +370,16 @@ pub async fn fanout(c: &Common, f: &Fanout) -> Row {
     let latency = shared.latency.summary();
     let outcomes = subs.close().await;
     row.disconnects = gw.disconnects().await;
+    // Writes that carried events: one `eventwire_publish_to_write_seconds`
+    // sample each.
+    if let (Some(d), Some(w)) = (
+        gw.metric_sum("eventwire_events_delivered_total").await,
+        gw.metric_sum("eventwire_publish_to_write_seconds_count")
+            .await,
+    ) && w > 0.0
+    {
+        row.deliveries_per_write = Some(round(d / w, 2));
+    }
     if !gw.alive() {
         row.errors.push("the gateway exited during the run".into());
     }
