@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::engine::{Engine, EngineError};
 use crate::error::ApiError;
 use crate::groups::http as groups;
-use crate::groups::{GroupStore, Groups, MemoryGroupStore};
+use crate::groups::{GroupBackend, GroupStore, Groups, MemoryGroupStore};
 use crate::hub::{Hub, HubLimits};
 use crate::limits::{Budget, ConnLimit, PerIp};
 use crate::listener::GatewayListener;
@@ -77,14 +77,17 @@ impl Gateway {
         engine: Arc<dyn Engine>,
         group_store: Arc<dyn GroupStore>,
     ) -> Result<Gateway, StartError> {
-        let groups = Groups::start(engine.clone(), group_store).await?;
+        let groups: Arc<dyn GroupBackend> = match engine.groups().await? {
+            Some(kept_by_the_broker) => kept_by_the_broker,
+            None => Groups::start(engine.clone(), group_store).await?,
+        };
         let shutdown = CancellationToken::new();
         let keep_in = match config.engine.kind {
             crate::engine::EngineKind::Disk => Some(config.engine.data_dir.clone()),
             _ => None,
         };
         let webhooks = Webhooks::start(
-            groups.clone() as Arc<dyn crate::groups::backend::GroupBackend>,
+            groups.clone(),
             WebhookSources {
                 keep_in,
                 declared: config.webhooks.clone(),

@@ -13,6 +13,7 @@ pub mod memory;
 pub mod nats;
 pub mod position;
 
+use crate::groups::GroupBackend;
 use async_trait::async_trait;
 use eventwire_protocol::{ErrorCode, Pattern, ProtocolError};
 use std::sync::Arc;
@@ -148,4 +149,12 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Whether the engine can take requests now (`/readyz`).
     async fn ready(&self) -> Result<(), EngineError>;
+
+    /// Consumer groups that the broker itself keeps (NATS: durable
+    /// JetStream consumers that every gateway on the stream shares). `None`,
+    /// the default, lets the gateway keep them in a
+    /// [`crate::groups::GroupStore`]. Called once, when the gateway is built.
+    async fn groups(&self) -> Result<Option<Arc<dyn GroupBackend>>, EngineError> {
+        Ok(None)
+    }
 }

@@ -16,7 +16,7 @@ pub mod http;
 pub mod ledger;
 pub mod store;
 
-use crate::engine::{Engine, EngineError, HistoryQuery};
+use crate::engine::{Engine, EngineError, HistoryQuery, NewEvent};
 use async_trait::async_trait;
 pub use backend::GroupBackend;
 use config::{GroupConfig, Start};
@@ -117,21 +117,7 @@ impl Groups {
             Start::Earliest => None,
             Start::New => Some(self.newest().await?),
             Start::After(p) => {
-                self.engine.check_position(p)?;
-                let h = self
-                    .engine
-                    .history(HistoryQuery {
-                        patterns: config.topics.clone(),
-                        since: Some(p.clone()),
-                        limit: 1,
-                    })
-                    .await?;
-                if !h.recovered {
-                    return Err(ProtocolError::new(
-                        ErrorCode::InvalidPosition,
-                        "`start` is older than the events retained, or not a position of this engine; use \"earliest\" or \"new\"",
-                    ));
-                }
+                check_start(self.engine.as_ref(), &config, p).await?;
                 Some(p.clone())
             }
         };
@@ -297,6 +283,49 @@ async fn watch(groups: Weak<Groups>, mut live: crate::engine::EventStream) {
     }
 }
 
+/// Checks that a group may start after position `p`: a position of this
+/// engine with every matching event after it still retained.
+pub async fn check_start(
+    engine: &dyn Engine,
+    config: &GroupConfig,
+    p: &str,
+) -> Result<(), ProtocolError> {
+    engine.check_position(p)?;
+    let h = engine
+        .history(HistoryQuery {
+            patterns: config.topics.clone(),
+            since: Some(p.to_owned()),
+            limit: 1,
+        })
+        .await?;
+    if !h.recovered {
+        return Err(ProtocolError::new(
+            ErrorCode::InvalidPosition,
+            "`start` is older than the events retained, or not a position of this engine; use \"earliest\" or \"new\"",
+        ));
+    }
+    Ok(())
+}
+
+/// The event announcing a new dead letter on [`dead_letter_topic`].
+pub fn announcement(group: &str, dead: &DeadLetter) -> Result<NewEvent, ProtocolError> {
+    let raw = serde_json::json!({
+        "type": dead_letter_topic(group),
+        "source": "eventwire/groups",
+        "data": {
+            "group": group,
+            "id": dead.event.id,
+            "seq": dead.event.seq,
+            "topic": dead.event.topic.as_str(),
+            "attempts": dead.attempts,
+            "reason": dead.reason,
+            "time": http::rfc3339(dead.at),
+        },
+    })
+    .to_string();
+    crate::ingest::prepare(&raw, usize::MAX, "eventwire/groups")
+}
+
 /// Publishes each new dead letter on [`dead_letter_topic`], so monitoring
 /// can subscribe to it like to any other event.
 async fn announcer(
@@ -304,21 +333,7 @@ async fn announcer(
     mut announcements: mpsc::UnboundedReceiver<(String, DeadLetter)>,
 ) {
     while let Some((group, dead)) = announcements.recv().await {
-        let raw = serde_json::json!({
-            "type": dead_letter_topic(&group),
-            "source": "eventwire/groups",
-            "data": {
-                "group": group,
-                "id": dead.event.id,
-                "seq": dead.event.seq,
-                "topic": dead.event.topic.as_str(),
-                "attempts": dead.attempts,
-                "reason": dead.reason,
-                "time": http::rfc3339(dead.at),
-            },
-        })
-        .to_string();
-        let event = match crate::ingest::prepare(&raw, usize::MAX, "eventwire/groups") {
+        let event = match announcement(&group, &dead) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "could not build a dead-letter announcement");

@@ -8,6 +8,7 @@
 
 mod codec;
 mod feed;
+mod groups;
 mod history;
 pub mod interop;
 mod stream;
@@ -15,6 +16,7 @@ mod stream;
 use super::{Accepted, Engine, EngineError, History, HistoryQuery, NewEvent, Subscription};
 use crate::config::Config;
 use crate::engine::EngineArgs;
+use crate::groups::GroupBackend;
 use async_nats::jetstream::consumer::{PullConsumer, pull};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
@@ -427,6 +429,12 @@ impl Engine for NatsEngine {
 
     async fn history(&self, query: HistoryQuery) -> Result<History, EngineError> {
         history::read(&self.core, query).await
+    }
+
+    async fn groups(&self) -> Result<Option<Arc<dyn GroupBackend>>, EngineError> {
+        Ok(Some(Arc::new(
+            groups::NatsGroups::start(self.core.clone()).await?,
+        )))
     }
 
     async fn ready(&self) -> Result<(), EngineError> {
