@@ -43,8 +43,7 @@ const START = 0,
   STATE = 4,
   TRANSPORT = 5,
   LAST_SEQ = 6,
-  INJECT = 7,
-  EMIT = 8;
+  EMIT = 7;
 
 /** The transport to ask for. Node 22+ has WebSocket but no EventSource,
  * so `auto` means WebSocket there; a runtime without what the transport
@@ -173,10 +172,5 @@ export class EventChannel {
       this.#call(CLOSE);
       this.#closed = last;
     }
-  }
-
-  /** Testing aid: handle `text` as if the gateway had sent it. */
-  _injectFrame(text) {
-    this.#call(INJECT, text);
   }
 }

@@ -27,8 +27,7 @@ mod op {
     pub const STATE: u32 = 4;
     pub const TRANSPORT: u32 = 5;
     pub const LAST_SEQ: u32 = 6;
-    pub const INJECT: u32 = 7;
-    pub const EMIT: u32 = 8;
+    pub const EMIT: u32 = 7;
 }
 
 /// The open channels, by handle: the index of a slot. A slot is never
@@ -106,10 +105,6 @@ pub fn call(handle: u32, op: u32, a: JsValue, b: JsValue, c: JsValue) -> Result<
             .last_seq()
             .as_deref()
             .map_or(JsValue::NULL, JsValue::from_str),
-        op::INJECT => {
-            channel.inject_frame(&string(a));
-            JsValue::UNDEFINED
-        }
         op::EMIT => channel.emit(&string(a), &b, &c),
         _ => JsValue::UNDEFINED,
     })

@@ -637,7 +637,7 @@ impl<P> Machine<P> {
     }
 
     fn emit(&mut self, ty: String, emit: Emit) {
-        if let Err(e) = Topic::parse(&ty) {
+        if let Err(e) = Topic::check(&ty) {
             // Named, not read from `e` (see `Channel::subscribe`).
             return self.reject(emit.reference, ErrorCode::InvalidTopic.as_str(), &e.message);
         }

@@ -128,14 +128,20 @@ pub struct Topic(String);
 
 impl Topic {
     pub fn parse(s: &str) -> Result<Topic, ProtocolError> {
+        Topic::check(s)?;
+        Ok(Topic(s.to_owned()))
+    }
+
+    /// Whether `s` is a valid topic, without keeping a copy of it (the
+    /// browser client only checks an emit's type).
+    pub fn check(s: &str) -> Result<(), ProtocolError> {
         walk(s, "topic", ErrorCode::InvalidTopic, |_, _, seg| {
             if seg == "*" || seg == ">" {
                 Err("wildcards are only allowed in subscription patterns")
             } else {
                 literal_segment(seg)
             }
-        })?;
-        Ok(Topic(s.to_owned()))
+        })
     }
 
     pub fn as_str(&self) -> &str {
