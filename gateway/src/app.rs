@@ -10,7 +10,7 @@ use crate::limits::{Budget, ConnLimit, PerIp};
 use crate::listener::GatewayListener;
 use crate::metrics::Metrics;
 use crate::state::Shared;
-use crate::transport::{publish, sse, ws};
+use crate::transport::{events, sse, ws};
 use crate::webhooks::http as webhooks;
 use crate::webhooks::{Sources as WebhookSources, Webhooks};
 use axum::Json;
@@ -194,7 +194,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     }
     let not_found = || async { ApiError::new(ErrorCode::NotFound, "no such route") };
     let mut api = Router::new()
-        .route("/v1/events", get(publish::history).post(publish::post))
+        .route("/v1/events", get(events::history).post(events::post))
         .route("/v1/groups", get(groups::list))
         .route(
             "/v1/groups/{group}",

@@ -1,8 +1,8 @@
 //! eventwire gateway: relays events between browsers and a broker engine.
 //!
 //! `app` builds the router; `state` is what its handlers share; `hub` fans
-//! events out to connections; `engine` is the broker; `transport` holds the
-//! SSE, WebSocket and HTTP endpoints.
+//! events out to connections; `engine` is the broker; `publish` is how events get in;
+//! `transport` holds the SSE, WebSocket and HTTP endpoints.
 
 pub mod app;
 pub mod auth;
@@ -13,11 +13,11 @@ pub mod error;
 pub mod flush;
 pub mod groups;
 pub mod hub;
-pub mod ingest;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod origin;
+pub mod publish;
 pub mod serve;
 pub mod shutdown;
 pub mod state;

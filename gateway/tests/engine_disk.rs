@@ -24,7 +24,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 }
 
 fn event(id: &str, ty: &str) -> eventwire_gateway::engine::NewEvent {
-    eventwire_gateway::ingest::prepare(
+    eventwire_gateway::publish::ingest::prepare(
         &format!(
             r#"{{"id":"{id}","type":"{ty}","data":"{}"}}"#,
             "x".repeat(300)

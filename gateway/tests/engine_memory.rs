@@ -26,7 +26,7 @@ async fn memory_engine_evicts_by_bytes_and_forgets_ids_after_the_window() {
         ..MemoryConfig::default()
     });
     let ev = |id: &str| {
-        eventwire_gateway::ingest::prepare(
+        eventwire_gateway::publish::ingest::prepare(
             &format!(r#"{{"id":"{id}","type":"b","data":"{}"}}"#, "x".repeat(300)),
             1 << 16,
             "t",

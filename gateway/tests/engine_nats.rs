@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 fn event(ty: &str, n: u64) -> eventwire_gateway::engine::NewEvent {
-    eventwire_gateway::ingest::prepare(
+    eventwire_gateway::publish::ingest::prepare(
         &format!(r#"{{"type":"{ty}","data":{{"n":{n}}}}}"#),
         1 << 16,
         "t",

@@ -323,7 +323,7 @@ pub fn announcement(group: &str, dead: &DeadLetter) -> Result<NewEvent, Protocol
         },
     })
     .to_string();
-    crate::ingest::prepare(&raw, usize::MAX, "eventwire/groups")
+    crate::publish::ingest::prepare(&raw, usize::MAX, "eventwire/groups")
 }
 
 /// Publishes each new dead letter on [`dead_letter_topic`], so monitoring

@@ -1,12 +1,13 @@
-//! The three ways in: SSE and WebSocket streams, and the HTTP publish API.
+//! The three ways in: SSE and WebSocket streams, and the HTTP events API
+//! (publishing itself is [`crate::publish`]).
 //!
 //! SSE and WebSocket share one shape: acquire a permit, register a [`Conn`]
 //! with the hub, subscribe through the hub (which handles resume), and run a
 //! writer that drains the connection's queue. Only the framing differs.
 
 pub mod ce_binary;
+pub mod events;
 pub mod frame;
-pub mod publish;
 pub mod sse;
 pub mod ws;
 

@@ -6,7 +6,7 @@
 //! body stream hands out those shared bytes, several queued frames per chunk.
 
 use super::Session;
-use super::publish::StreamQuery;
+use super::events::StreamQuery;
 use crate::conn::{Out, Taken, Transport};
 use crate::error::ApiError;
 use crate::hub::record_batch;

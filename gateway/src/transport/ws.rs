@@ -397,7 +397,7 @@ impl Reader<'_> {
                 ),
             ),
             Ok(ClientMsg::Emit { reference, event }) => {
-                match super::publish::accept(
+                match crate::publish::accept(
                     self.shared,
                     event.get(),
                     "eventwire/ws",

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use eventwire_gateway::engine::{Engine, EngineError, Event, HistoryQuery, NewEvent};
-use eventwire_gateway::ingest;
+use eventwire_gateway::publish::ingest;
 use eventwire_protocol::Pattern;
 use std::future::Future;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 
 use super::super::position::Position;
 use super::super::{Event, NewEvent};
-use crate::ingest;
+use crate::publish::ingest;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use eventwire_protocol::{ErrorCode, ProtocolError};

@@ -13,7 +13,7 @@
 use super::Core;
 use super::codec::BACKEND_SOURCE;
 use crate::engine::{EngineError, NewEvent};
-use crate::ingest;
+use crate::publish::ingest;
 use eventwire_protocol::attr::is_uri_reference;
 use eventwire_protocol::envelope::{MAX_ATTR_LEN, MAX_ID_LEN, is_rfc3339};
 use eventwire_protocol::{Envelope, ErrorCode, ProtocolError, Topic};
