@@ -266,13 +266,12 @@ impl Inner {
     /// unsubscribed by an earlier one in the same delivery is not called
     /// (`Callbacks.handle` finds no function for its id).
     fn deliver(&self, ty: &str, payload: &JsValue) {
-        let ids: Vec<u32> = self
-            .handlers
-            .borrow()
-            .iter()
-            .filter(|h| h.pattern.matches(ty))
-            .map(|h| h.id)
-            .collect();
+        let mut ids = Vec::new();
+        for h in read(&self.handlers).iter() {
+            if h.pattern.matches(ty) {
+                ids.push(h.id);
+            }
+        }
         for id in ids {
             self.callbacks.handle(id, payload);
         }
@@ -512,9 +511,7 @@ impl Channel {
 
     /// `websocket`, `sse`, or null before the first attempt.
     pub fn transport(&self) -> JsValue {
-        self.inner
-            .machine
-            .borrow()
+        read(&self.inner.machine)
             .transport()
             .map_or(JsValue::NULL, |k| k.name().into())
     }
