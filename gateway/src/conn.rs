@@ -191,7 +191,9 @@ impl Conn {
         let item = Out::Control(frame);
         st.bytes += item.cost();
         st.queue.push_back(item);
-        let wake = st.queue.len() == 1;
+        // Behind held live events the queue is not empty, yet a control
+        // frame (an ack, a reply) is never held: wake the writer anyway.
+        let wake = st.queue.len() == 1 || self.flusher.is_some();
         self.enforce_limit(st, wake);
     }
 
@@ -473,18 +475,34 @@ mod tests {
         );
         conn.push_live(&ev(1));
         assert_eq!(count.0.load(Ordering::SeqCst), 0, "one small event is held");
+        // A control frame behind it is not held.
+        conn.push_control(Bytes::from_static(b"ack"));
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "a control frame is not held"
+        );
+        assert!(matches!(
+            conn.poll_take(&mut cx, &mut buf),
+            Poll::Ready(Taken::Items)
+        ));
+        assert_eq!(buf.len(), 2);
+        buf.clear();
+        count.0.store(0, Ordering::SeqCst);
+        assert!(conn.poll_take(&mut cx, &mut buf).is_pending());
+        // Small live events are held until they make a full write.
         let mut o = 2;
         while count.0.load(Ordering::SeqCst) == 0 {
             assert!((o as usize) * ev(o).cost() < FULL_WRITE * 2, "never woken");
             conn.push_live(&ev(o));
             o += 1;
         }
-        assert!((o as usize - 1) * ev(1).cost() >= FULL_WRITE);
+        assert!((o as usize - 2) * ev(1).cost() >= FULL_WRITE);
         assert!(matches!(
             conn.poll_take(&mut cx, &mut buf),
             Poll::Ready(Taken::Items)
         ));
-        assert_eq!(offsets(&buf), (1..o).collect::<Vec<_>>());
+        assert_eq!(offsets(&buf), (2..o).collect::<Vec<_>>());
     }
 
     #[tokio::test]
