@@ -345,7 +345,17 @@ pub async fn run(common: &Common, plan: &Plan) -> Row {
     }
     row.duration_s = round(t0.elapsed().as_secs_f64(), 2);
     let cpu1 = gw.cpu_seconds();
-    row.open_at_end = gw.metric_sum("eventwire_connections").await;
+    // A stream superseded by a reconnect just before this point may still
+    // be tearing down: give stale streams a moment (bounded) to go.
+    let settle_until = Instant::now() + Duration::from_secs(3);
+    loop {
+        row.open_at_end = gw.metric_sum("eventwire_connections").await;
+        let settled = row.open_at_end.is_none_or(|n| n <= plan.clients as f64);
+        if settled || Instant::now() >= settle_until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let written = gw.metric_sum("eventwire_events_delivered_total").await;
     let _ = stop.send(true);
     let mut replays = Vec::new();
