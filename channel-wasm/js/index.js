@@ -1,7 +1,7 @@
 // eventwire: the typed EventChannel for browsers. The logic is Rust compiled
 // to WebAssembly (eventwire_channel_bg.wasm); this file loads it on first use
 // and gives it the shape index.d.ts describes.
-import { initSync, open as openChannel, call } from './eventwire_channel.js';
+import { initSync, open as openChannel, call, io } from './eventwire_channel.js';
 // The same module the glue imports: scripts/build-client points this at
 // the glue's copy, so the bundle holds io.js once.
 import { Callbacks, failure } from './io.js';
@@ -69,7 +69,9 @@ function open(options, callbacks) {
   if (kind < 0) throw badRequest("`transport` must be 'auto', 'websocket' or 'sse'");
   // NaN stands for "not given": the Rust side takes its default.
   const numbers = [options.minBackoffMs, options.maxBackoffMs, options.outboxSize, options.attemptTimeoutMs];
-  const h = openChannel(url.replace(/\/+$/, ''), kind, ...numbers.map((n) => n ?? NaN), options.token, callbacks);
+  // Every browser signal goes back to the wasm with this channel's handle.
+  const signal = (tag, n, data, status) => io(h, tag, n, data, status);
+  const h = openChannel(url.replace(/\/+$/, ''), kind, ...numbers.map((n) => n ?? NaN), options.token, callbacks, signal);
   try {
     for (const t of topics) call(h, SUBSCRIBE, t);
   } catch (e) {

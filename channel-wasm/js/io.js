@@ -1,11 +1,11 @@
 // The eventwire client's browser glue, by hand: open and close a WebSocket
 // or an EventSource, POST an emit, run the timer, ask the token function,
 // and call the app back (`Callbacks`). No decisions are made here; every
-// signal goes to one wasm callback, cb(tag, n, data, status), where the
-// Rust side (channel.rs) does the rest.
-// One callback type instead of a closure per event handler, and a few
-// imports instead of one per browser method, keep the package small.
-// Tags: see `io.rs`. `n` is the connection generation (or, for a POST,
+// signal goes to the channel's one function, cb(tag, n, data, status),
+// which index.js makes to call the wasm's `io` export, where the Rust side
+// (channel.rs) does the rest. One function instead of a closure per event
+// handler, and a few imports instead of one per browser method, keep the
+// package small. Tags: see `transport/mod.rs`. `n` is the connection generation (or, for a POST,
 // the emit's reference) so that the Rust side can ignore stale signals.
 
 const FRAME = 1;

@@ -2,9 +2,11 @@
 //! the timer, JS callbacks) and feeds the [`Machine`], carrying out its
 //! actions. `exports.rs` hands it to `js/index.js`.
 //!
-//! Everything the browser reports comes through one callback per channel,
-//! `io(tag, n, data, status)` (see `js/io.js` and `transport::tag`): one
-//! closure type in the whole client, not one per transport event.
+//! Everything the browser reports comes through one JS function per
+//! channel, `io(tag, n, data, status)` (see `js/io.js` and
+//! `transport::tag`), which calls [`Channel::io`]: not a closure per
+//! transport event, and no Rust closure at all (`index.js` makes the
+//! function; it calls the wasm's `io` export with the channel's handle).
 //!
 //! Re-entrancy: a handler may call `emit`, `subscribe` or `close` while an
 //! event is being delivered. The machine is never borrowed while JS runs:
@@ -138,8 +140,7 @@ struct Inner {
     callbacks: Callbacks,
     /// The pending `setTimeout`: its handle and when it is due.
     timer: Cell<Option<(f64, f64)>>,
-    /// The one callback the browser side calls (see the module comment).
-    /// It holds the channel weakly; the JS function owns it.
+    /// The one function the browser side calls (see the module comment).
     io: JsValue,
     next_id: Cell<u32>,
     next_ref: Cell<u64>,
@@ -406,8 +407,9 @@ impl Channel {
     /// trailing slash), with the options `index.js` has read and checked:
     /// `transport` 0 auto, 1 WebSocket, 2 SSE; a number that is NaN takes
     /// its default; `token` is a string, a function returning one (or a
-    /// promise of one), or undefined. Nothing happens on the network until
-    /// `start`.
+    /// promise of one), or undefined. `io` is the function every signal
+    /// goes to, which must call [`Channel::io`] on this channel (`index.js`
+    /// makes it). Nothing happens on the network until `start`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         base: String,
@@ -418,6 +420,7 @@ impl Channel {
         attempt_timeout_ms: f64,
         token: JsValue,
         callbacks: Callbacks,
+        io: JsValue,
     ) -> Channel {
         let or = |n: f64, default: f64| if n.is_nan() { default } else { n };
         let defaults = Config::default();
@@ -433,34 +436,22 @@ impl Channel {
             connect_timeout_ms: or(attempt_timeout_ms, defaults.connect_timeout_ms),
             dedupe_ids: defaults.dedupe_ids,
         };
-        let inner = Rc::new_cyclic(|weak: &alloc::rc::Weak<Inner>| {
-            let weak = weak.clone();
-            let io = Closure::<dyn Fn(u32, f64, JsValue, u32)>::new(
-                move |what: u32, n: f64, data: JsValue, status: u32| {
-                    if let Some(inner) = weak.upgrade() {
-                        inner.on_io(what, n, data, status);
-                    }
-                },
-            );
-            Inner {
-                machine: RefCell::new(Machine::new(cfg, Vec::new())),
-                base,
-                instance: new_id(),
-                token_source: token,
-                token: RefCell::new(None),
-                transport: RefCell::new(None),
-                opening: RefCell::new(None),
-                generation: Cell::new(0),
-                handlers: RefCell::new(Vec::new()),
-                keys: frames::Keys::default(),
-                callbacks,
-                timer: Cell::new(None),
-                // Owned by the JS function from here on: a signal that
-                // arrives after the channel is gone finds nothing to do.
-                io: io.into_js_value(),
-                next_id: Cell::new(1),
-                next_ref: Cell::new(1),
-            }
+        let inner = Rc::new(Inner {
+            machine: RefCell::new(Machine::new(cfg, Vec::new())),
+            base,
+            instance: new_id(),
+            token_source: token,
+            token: RefCell::new(None),
+            transport: RefCell::new(None),
+            opening: RefCell::new(None),
+            generation: Cell::new(0),
+            handlers: RefCell::new(Vec::new()),
+            keys: frames::Keys::default(),
+            callbacks,
+            timer: Cell::new(None),
+            io,
+            next_id: Cell::new(1),
+            next_ref: Cell::new(1),
         });
         Channel { inner }
     }
@@ -498,6 +489,11 @@ impl Channel {
             },
         });
         promise
+    }
+
+    /// What the browser reports, through the channel's `io` function.
+    pub fn io(&self, what: u32, n: f64, data: JsValue, status: u32) {
+        self.inner.on_io(what, n, data, status);
     }
 
     /// Starts connecting.

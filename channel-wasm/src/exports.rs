@@ -1,11 +1,13 @@
 //! The `#[wasm_bindgen]` surface, all of it: `open` makes a channel and
 //! answers its handle, `call` does everything else to the channel with that
-//! handle. `js/index.js` wraps them into the typed `EventChannel`.
+//! handle, and `io` hands it what the browser reported. `js/index.js` wraps
+//! them into the typed `EventChannel`.
 //!
-//! Two exports rather than a `#[wasm_bindgen]` struct with a method each:
-//! every export costs a shim in the wasm and a method in the glue, and an
-//! exported struct brings wasm-bindgen's ownership checks (and their
-//! messages) and a `FinalizationRegistry` with it.
+//! Three exports rather than a `#[wasm_bindgen]` struct with a method each
+//! and a Rust closure for the browser's signals: every export costs a shim
+//! in the wasm and a method in the glue, an exported struct brings
+//! wasm-bindgen's ownership checks (and their messages) and a
+//! `FinalizationRegistry`, and a closure the glue's closure machinery.
 //!
 //! A channel lives from `open` until `call(CLOSE)`, like the socket it
 //! holds: an app that drops its `EventChannel` without closing it keeps a
@@ -55,6 +57,7 @@ pub fn open(
     attempt_timeout_ms: f64,
     token: JsValue,
     callbacks: Callbacks,
+    io: JsValue,
 ) -> u32 {
     let channel = Channel::new(
         base.to_owned(),
@@ -65,10 +68,26 @@ pub fn open(
         attempt_timeout_ms,
         token,
         callbacks,
+        io,
     );
     let mut all = write(&CHANNELS.0);
     all.push(Some(Rc::new(channel)));
     (all.len() - 1) as u32
+}
+
+/// The open channel with `handle`: a clone, so no borrow is held while it
+/// runs JS.
+fn channel(handle: u32) -> Option<Rc<Channel>> {
+    read(&CHANNELS.0).get(handle as usize).cloned().flatten()
+}
+
+/// What the browser reported to channel `handle` (see [`Channel::io`]);
+/// nothing once the channel is closed.
+#[wasm_bindgen]
+pub fn io(handle: u32, what: u32, n: f64, data: JsValue, status: u32) {
+    if let Some(channel) = channel(handle) {
+        channel.io(what, n, data, status);
+    }
 }
 
 /// Does `op` (see [`op`]) to channel `handle`; `a`, `b` and `c` are the
@@ -76,9 +95,7 @@ pub fn open(
 /// nothing and answers undefined.
 #[wasm_bindgen]
 pub fn call(handle: u32, op: u32, a: JsValue, b: JsValue, c: JsValue) -> Result<JsValue, JsValue> {
-    // A clone, so no borrow is held while the channel runs JS.
-    let found = read(&CHANNELS.0).get(handle as usize).cloned().flatten();
-    let Some(channel) = found else {
+    let Some(channel) = channel(handle) else {
         return Ok(JsValue::UNDEFINED);
     };
     let string = |v: JsValue| v.as_string().unwrap_or_default();

@@ -14,7 +14,7 @@
 use eventwire_channel::{Callbacks, Channel};
 use js_sys::{Function, Object, Promise, Reflect};
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -52,15 +52,26 @@ fn settle(promise: JsValue) -> JsFuture {
 }
 
 /// A channel as `index.js` makes one from the `connect` options: backoff
-/// 200 ms up to 1 s, the `topics` subscribed without a handler.
-fn channel(base: &str, transport: &str, topics: &[&str], token: JsValue) -> Channel {
+/// 200 ms up to 1 s, the `topics` subscribed without a handler, and an
+/// `io` function that hands every browser signal back to the channel
+/// (`index.js` does that through the wasm's `io` export and a handle).
+fn channel(base: &str, transport: &str, topics: &[&str], token: JsValue) -> Rc<Channel> {
     let kind = match transport {
         "websocket" => 1,
         "sse" => 2,
         _ => 0,
     };
     let nan = f64::NAN;
-    let channel = Channel::new(
+    let slot: Rc<RefCell<Weak<Channel>>> = Rc::new(RefCell::new(Weak::new()));
+    let target = slot.clone();
+    let io = Closure::<dyn Fn(u32, f64, JsValue, u32)>::new(
+        move |what: u32, n: f64, data: JsValue, status: u32| {
+            if let Some(c) = target.borrow().upgrade() {
+                c.io(what, n, data, status);
+            }
+        },
+    );
+    let channel = Rc::new(Channel::new(
         base.into(),
         kind,
         200.0,
@@ -69,7 +80,9 @@ fn channel(base: &str, transport: &str, topics: &[&str], token: JsValue) -> Chan
         nan,
         token,
         Callbacks::new(),
-    );
+        io.into_js_value(),
+    ));
+    *slot.borrow_mut() = Rc::downgrade(&channel);
     for t in topics {
         channel.subscribe(t, &JsValue::UNDEFINED).unwrap();
     }
@@ -154,7 +167,7 @@ impl Recorder {
 }
 
 struct Connected {
-    channel: Channel,
+    channel: Rc<Channel>,
     states: Recorder,
     errors: Recorder,
 }
