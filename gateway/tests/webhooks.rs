@@ -769,3 +769,75 @@ async fn pending_webhook_events_survive_a_sigkill_on_the_disk_engine() {
     gw.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn managing_a_webhook_needs_consume_on_its_group_and_subscribe_on_its_topics() {
+    use common::tokens::{claims, hs, secured};
+    let gw = secured().await;
+    let rx = Receiver::start(|_, _| Reply::Status(200)).await;
+    let mut c = claims("u1", 300);
+    c["eventwire"] = json!({"subscribe": ["orders.>"], "consume": ["webhooks.{sub}.>"]});
+    let user = hs(&c);
+    let put_as = |name: &str, topics: Value, token: Option<&str>| {
+        let mut req = gw
+            .http
+            .put(gw.url(&format!("/v1/webhooks/{name}")))
+            .header("content-type", "application/json")
+            .body(json!({"url": rx.url(), "topics": topics, "secret": SECRET}).to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, v) = put_as("u1.crm", json!(["orders.>"]), Some(&user)).await;
+    assert_eq!(s, 201, "{v}");
+    // Another name than the token's consume pattern allows.
+    let (s, v) = put_as("u2.crm", json!(["orders.>"]), Some(&user)).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{v}"
+    );
+    // Topics the token may not read: the webhook would read them for it.
+    let (s, v) = put_as("u1.all", json!(["payments.>"]), Some(&user)).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{v}"
+    );
+    // Anonymous clients may manage no webhook; the API key may do all.
+    let (s, _) = put_as("u1.anon", json!(["orders.>"]), None).await;
+    assert_eq!(s, 401);
+    let (s, _) = put_as("svc", json!([">"]), Some("svc-key")).await;
+    assert_eq!(s, 201);
+    // The list shows what the caller may manage.
+    let list: Value = gw
+        .http
+        .get(gw.url("/v1/webhooks"))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = list["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["u1.crm"]);
+    let r = gw
+        .http
+        .delete(gw.url("/v1/webhooks/svc"))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
