@@ -537,6 +537,41 @@ async fn managing_webhooks_and_refusing_metadata_targets() {
     assert_eq!(s, 404, "the group goes with its webhook");
     // Nothing was ever sent to a refused target, and the gateway serves on.
     assert!(rx.hits().is_empty());
+    // A webhook whose group is deleted under it makes the group again and
+    // goes on sending.
+    let (s, _) = put(
+        &gw,
+        "regrow",
+        json!({"url": rx.url(), "topics": ["r"], "secret": SECRET}),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let (s, _) = call(
+        &gw,
+        reqwest::Method::DELETE,
+        "/v1/groups/webhooks.regrow",
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while call(
+        &gw,
+        reqwest::Method::GET,
+        "/v1/groups/webhooks.regrow",
+        None,
+    )
+    .await
+    .0 != 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.publish(event("r", 1)).await;
+    until(&gw, "regrow", WAIT, |v| v["delivered"] == 1).await;
     gw.publish(event("a.b", 1)).await;
 }
 

@@ -7,6 +7,7 @@
 use super::config::MAX_RETRY;
 use super::{Hook, Webhooks, sign, target};
 use crate::groups::group::{Delivery, Outcome};
+use eventwire_protocol::ErrorCode;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT};
 use std::sync::{Arc, Weak};
@@ -57,6 +58,19 @@ pub(super) async fn run(hook: Arc<Hook>, client: reqwest::Client, owner: Weak<We
                             .expect("fetched no more than the free slots")
                     });
                     tokio::spawn(deliver(hook.clone(), client.clone(), d, slot));
+                }
+            }
+            Err(e) if e.code == ErrorCode::GroupNotFound => {
+                // Someone deleted the group under the webhook (DELETE
+                // /v1/groups/webhooks.{name}): make it again rather than
+                // leave a webhook that sends nothing.
+                tracing::warn!(webhook = %hook.name, group = %hook.group, "the webhook's group was deleted; creating it again (events published meanwhile are not sent)");
+                if let Err(e) = hook.groups.create(&hook.group, hook.config.group()).await {
+                    tracing::warn!(webhook = %hook.name, error = %e, "could not create the webhook's group again");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = hook.stop.cancelled() => return,
                 }
             }
             Err(e) => {
