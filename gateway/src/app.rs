@@ -101,7 +101,8 @@ impl Gateway {
         let prometheus = crate::metrics::recorder();
         let metrics = Arc::new(Metrics::new());
         let hub = Hub::start(engine, metrics.clone(), HubLimits::from_config(&config)).await?;
-        Ok(Gateway {
+        let announcements = groups.announcements();
+        let gateway = Gateway {
             shared: Arc::new(Shared {
                 limit: ConnLimit::new(config.max_connections),
                 auth,
@@ -121,7 +122,14 @@ impl Gateway {
                 prometheus,
                 shutdown,
             }),
-        })
+        };
+        if let Some(announcements) = announcements {
+            tokio::spawn(crate::groups::announce(
+                Arc::downgrade(&gateway.shared),
+                announcements,
+            ));
+        }
+        Ok(gateway)
     }
 
     pub fn shared(&self) -> &Arc<Shared> {

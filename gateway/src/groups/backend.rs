@@ -81,7 +81,17 @@ pub trait GroupBackend: Send + Sync + 'static {
 
     /// Live counts, for `GET` and `/metrics`.
     async fn counts(&self, name: &str) -> Result<Counts, ProtocolError>;
+
+    /// New dead letters, with their group's name, for the gateway to
+    /// announce through the publish pipeline (so they are authorized,
+    /// backpressured and counted like any event). Given once; `None` after.
+    fn announcements(&self) -> Option<Announcements> {
+        None
+    }
 }
+
+/// New dead letters and their groups, in the order they died.
+pub type Announcements = tokio::sync::mpsc::UnboundedReceiver<(String, DeadLetter)>;
 
 /// How handles are settled: what ack, nack and extend requests carry,
 /// whichever transport they came over.

@@ -52,6 +52,7 @@ pub struct Groups {
     /// check and the insert.
     creating: tokio::sync::Mutex<()>,
     announce: mpsc::UnboundedSender<(String, DeadLetter)>,
+    announcements: parking_lot::Mutex<Option<backend::Announcements>>,
 }
 
 impl Groups {
@@ -76,9 +77,9 @@ impl Groups {
             map: RwLock::new(map),
             creating: tokio::sync::Mutex::new(()),
             announce,
+            announcements: parking_lot::Mutex::new(Some(announcements)),
         });
         tokio::spawn(watch(Arc::downgrade(&groups), live.events));
-        tokio::spawn(announcer(engine, announcements));
         Ok(groups)
     }
 
@@ -217,6 +218,10 @@ impl GroupBackend for Groups {
     async fn counts(&self, name: &str) -> Result<Counts, ProtocolError> {
         self.group(name)?.counts().await
     }
+
+    fn announcements(&self) -> Option<backend::Announcements> {
+        self.announcements.lock().take()
+    }
 }
 
 /// Appends each group's counts to a Prometheus text exposition.
@@ -326,13 +331,19 @@ pub fn announcement(group: &str, dead: &DeadLetter) -> Result<NewEvent, Protocol
     crate::publish::ingest::prepare(&raw, usize::MAX, "eventwire/groups")
 }
 
-/// Publishes each new dead letter on [`dead_letter_topic`], so monitoring
-/// can subscribe to it like to any other event.
-async fn announcer(
-    engine: Arc<dyn Engine>,
-    mut announcements: mpsc::UnboundedReceiver<(String, DeadLetter)>,
+/// Publishes each new dead letter on [`dead_letter_topic`] through the
+/// publish pipeline, so monitoring can subscribe to it like to any other
+/// event, and it counts as published.
+///
+/// Holds the gateway weakly: the groups it serves hold the sending end.
+pub async fn announce(
+    shared: Weak<crate::state::Shared>,
+    mut announcements: backend::Announcements,
 ) {
     while let Some((group, dead)) = announcements.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
         let event = match announcement(&group, &dead) {
             Ok(e) => e,
             Err(e) => {
@@ -340,8 +351,8 @@ async fn announcer(
                 continue;
             }
         };
-        if let Err(e) = engine.publish(event).await {
-            tracing::warn!(group = %group, error = ?e, "could not announce a dead letter");
+        if let Err(e) = crate::publish::accept_prepared(&shared, event).await {
+            tracing::warn!(group = %group, error = %e, "could not announce a dead letter");
         }
     }
 }

@@ -27,7 +27,7 @@ mod handle;
 use super::{Core, NatsEngine, unavailable};
 use crate::engine::EngineError;
 use crate::engine::position::Position;
-use crate::groups::backend::GroupBackend;
+use crate::groups::backend::{Announcements, GroupBackend};
 use crate::groups::config::{self, GroupConfig, GroupSpec, Start};
 use crate::groups::group::{Counts, Delivery, Outcome, now_ms};
 use crate::groups::ledger::DeadLetter;
@@ -41,6 +41,7 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Longest single pull request of a long poll; a fetch waiting longer asks
@@ -64,6 +65,10 @@ pub struct NatsGroups {
     groups_stream_name: String,
     known: Mutex<BTreeMap<String, Arc<Known>>>,
     creating: tokio::sync::Mutex<()>,
+    /// New dead letters, announced by the gateway (see
+    /// [`GroupBackend::announcements`]).
+    announce: mpsc::UnboundedSender<(String, DeadLetter)>,
+    announcements: Mutex<Option<Announcements>>,
 }
 
 fn consumer_name(group: &str) -> String {
@@ -100,6 +105,7 @@ fn described(description: Option<&str>) -> Option<(String, GroupConfig)> {
 impl NatsGroups {
     pub async fn start(core: Arc<Core>) -> Result<NatsGroups, EngineError> {
         let groups_stream = dead::ensure(&core).await?;
+        let (announce, announcements) = mpsc::unbounded_channel();
         Ok(NatsGroups {
             engine: NatsEngine {
                 core: core.clone(),
@@ -110,6 +116,8 @@ impl NatsGroups {
             groups_stream,
             known: Mutex::new(BTreeMap::new()),
             creating: tokio::sync::Mutex::new(()),
+            announce,
+            announcements: Mutex::new(Some(announcements)),
         })
     }
 
@@ -269,14 +277,7 @@ impl NatsGroups {
             .await
             .map_err(|_| unavailable("storing a dead letter", "timed out"))?
             .map_err(|e| unavailable("storing a dead letter", e))?;
-        match crate::groups::announcement(group, letter) {
-            Ok(event) => {
-                if let Err(e) = self.core.publish(&event).await {
-                    tracing::warn!(group, error = %e, "could not announce a dead letter");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "could not build a dead-letter announcement"),
-        }
+        let _ = self.announce.send((group.to_owned(), letter.clone()));
         self.settle_one(ack_subject, AckKind::Term).await
     }
 
@@ -798,5 +799,9 @@ impl GroupBackend for NatsGroups {
             dead_total: dead,
             ..Counts::default()
         })
+    }
+
+    fn announcements(&self) -> Option<Announcements> {
+        self.announcements.lock().take()
     }
 }
