@@ -84,7 +84,11 @@ export interface ConsumeOptions<P extends string = string> {
 
 export declare class Consumer {
   private constructor();
-  /** Stops fetching, lets the running handlers finish, settles them, resolves. */
+  /**
+   * Stops fetching, lets the running handlers finish, settles them, resolves.
+   * Deliveries handed to the long poll it cuts short, at that very moment, go
+   * out again after the group's `ack_wait`.
+   */
   stop(): Promise<void>;
   /** Settles once the consumer has stopped; rejects on a fatal error (group deleted, no rights). */
   readonly done: Promise<void>;

@@ -227,7 +227,8 @@ export class Consumer {
         answer = await this.#ew.request(
           'POST',
           `${this.#path}/fetch`,
-          { max: this.#concurrency - this.#inflight.size, wait: this.#wait },
+          // The gateway hands out at most 1000 per fetch.
+          { max: Math.min(1000, this.#concurrency - this.#inflight.size), wait: this.#wait },
           { signal: this.#poll.signal },
         );
         failures = 0;
@@ -285,7 +286,11 @@ export class Consumer {
     return r.results[0].result;
   }
 
-  /** Stops fetching, waits for the handlers running now, settles them, and resolves. */
+  /**
+   * Stops fetching, waits for the handlers running now, settles them, and
+   * resolves. The long poll in flight is cut short; deliveries the gateway
+   * handed to it at that very moment go out again after `ack_wait`.
+   */
   async stop() {
     this.#stopping = true;
     this.#poll.abort();
