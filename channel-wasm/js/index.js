@@ -40,10 +40,8 @@ const START = 0,
   SUBSCRIBE = 1,
   UNSUBSCRIBE = 2,
   CLOSE = 3,
-  STATE = 4,
-  TRANSPORT = 5,
-  LAST_SEQ = 6,
-  EMIT = 7;
+  LAST_SEQ = 4,
+  EMIT = 5;
 
 /** The transport to ask for. Node 22+ has WebSocket but no EventSource,
  * so `auto` means WebSocket there; a runtime without what the transport
@@ -145,19 +143,19 @@ export class EventChannel {
     return this.#call(EMIT, type, data, options);
   }
 
-  // After `close` the wasm has let the channel go: it was closed, on its
-  // last transport, at its last position.
+  // As last reported to `onState` listeners (`Callbacks.now`).
   get state() {
-    return this.#closed ? 'closed' : this.#call(STATE);
+    return this.#callbacks.now[0];
   }
 
   get transport() {
-    return this.#closed ? this.#closed[0] : this.#call(TRANSPORT);
+    return this.#callbacks.now[1];
   }
 
-  /** The position of the last event delivered (opaque). */
+  /** The position of the last event delivered (opaque). After `close` the
+   * wasm has let the channel go: the position it had then. */
   get lastSeq() {
-    return this.#closed ? this.#closed[1] : this.#call(LAST_SEQ);
+    return this.#closed ? this.#closed[0] : this.#call(LAST_SEQ);
   }
 
   onState(listener) {
@@ -170,7 +168,7 @@ export class EventChannel {
 
   async close() {
     if (!this.#closed) {
-      const last = [this.transport, this.lastSeq];
+      const last = [this.lastSeq];
       this.#call(CLOSE);
       this.#closed = last;
     }

@@ -16,6 +16,10 @@ const GONE = 5;
 const POSTED = 6;
 const TICK = 7;
 
+/** The numbers `Callbacks.state` gets (channel.rs), as names. */
+const STATES = ['connecting', 'open', 'reconnecting', 'closed'];
+const TRANSPORTS = [null, 'websocket', 'sse'];
+
 /** A WebSocket: text frames and the close reason. Binary frames are not
  * part of the protocol; `error` is always followed by `close`. */
 export function openWebSocket(url, n, cb) {
@@ -146,6 +150,8 @@ export function failure(code, message, ...cause) {
  * side decides what to say and when; this only says it. */
 export class Callbacks {
   constructor() {
+    /** The state and transport last reported, for the `EventChannel` getters. */
+    this.now = ['connecting', null];
     this.states = new Map();
     this.errors = new Map();
     this.pending = new Map();
@@ -184,10 +190,12 @@ export class Callbacks {
 
   /** A state change, to a copy of the listeners: one may add or remove
    * listeners while it runs. */
-  state(state, transport, attempt, recovered, delayMs) {
-    const info = { transport, attempt };
-    if (recovered !== undefined) info.recovered = recovered;
-    if (delayMs !== undefined) info.delayMs = delayMs;
+  state(s, t, attempt, recovered, delayMs) {
+    const state = STATES[s];
+    const info = { transport: TRANSPORTS[t], attempt };
+    if (recovered < 2) info.recovered = !!recovered;
+    if (delayMs === delayMs) info.delayMs = delayMs; // not NaN
+    this.now = [state, info.transport];
     for (const f of [...this.states.values()]) this.call(f, state, info);
   }
 

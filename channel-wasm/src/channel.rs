@@ -59,14 +59,19 @@ extern "C" {
     /// to `onError` as `handler_error`.
     #[wasm_bindgen(method)]
     fn handle(this: &Callbacks, id: u32, event: &JsValue);
+    /// A state change, in numbers so that no names cross: `state` as
+    /// [`State`](crate::machine::State) counts (0 connecting … 3 closed),
+    /// `transport` 0 none, 1 WebSocket, 2 SSE, `recovered` 0 or 1 (2: not
+    /// said), `delay_ms` NaN when not said. `Callbacks` keeps the state and
+    /// transport for the `EventChannel` getters.
     #[wasm_bindgen(method)]
     fn state(
         this: &Callbacks,
-        state: &str,
-        transport: JsValue,
+        state: u32,
+        transport: u32,
         attempt: u32,
-        recovered: Option<bool>,
-        delay_ms: Option<f64>,
+        recovered: u32,
+        delay_ms: f64,
     );
     /// Hands `e` to the `onError` listeners as it is.
     #[wasm_bindgen(method)]
@@ -193,11 +198,11 @@ impl Inner {
                 attempt,
                 delay_ms,
             } => self.callbacks.state(
-                state.name(),
-                transport.map_or(JsValue::NULL, |k| k.name().into()),
+                state as u32,
+                transport.map_or(0, |k| k as u32 + 1),
                 attempt,
-                recovered,
-                delay_ms,
+                recovered.map_or(2, u32::from),
+                delay_ms.unwrap_or(f64::NAN),
             ),
             Action::Error { code, message } => self.callbacks.error(&code, &message),
             Action::Reauth => self.reauth(),

@@ -26,10 +26,8 @@ mod op {
     pub const SUBSCRIBE: u32 = 1;
     pub const UNSUBSCRIBE: u32 = 2;
     pub const CLOSE: u32 = 3;
-    pub const STATE: u32 = 4;
-    pub const TRANSPORT: u32 = 5;
-    pub const LAST_SEQ: u32 = 6;
-    pub const EMIT: u32 = 7;
+    pub const LAST_SEQ: u32 = 4;
+    pub const EMIT: u32 = 5;
 }
 
 /// The open channels, by handle: the index of a slot. A slot is never
@@ -116,8 +114,6 @@ pub fn call(handle: u32, op: u32, a: JsValue, b: JsValue, c: JsValue) -> Result<
             }
             JsValue::UNDEFINED
         }
-        op::STATE => channel.state().into(),
-        op::TRANSPORT => channel.transport(),
         op::LAST_SEQ => channel
             .last_seq()
             .as_deref()

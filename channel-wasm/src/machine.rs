@@ -12,7 +12,8 @@ use crate::prelude::*;
 use crate::recent::RecentIds;
 use eventwire_protocol::{ErrorCode, Topic};
 
-/// A transport the machine can ask for.
+/// A transport the machine can ask for. Its order is part of the browser
+/// side: `js/io.js` (`TRANSPORTS`) names `kind as u32 + 1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     WebSocket,
@@ -37,6 +38,8 @@ pub enum Preference {
     Sse,
 }
 
+/// Its order is part of the browser side: `js/io.js` (`STATES`) names
+/// `state as u32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Connecting,
