@@ -110,19 +110,25 @@ pub fn sse_welcome(text: &JsValue) -> Result<Input<JsValue>, Malformed> {
 }
 
 /// The `ref` of an answer: the decimal reference an emit was sent with.
-/// Read digit by digit: `str::parse` would bring core's general integer
-/// parser (signs, radixes, its error type) into the download.
+/// Read digit by digit into an `f64`: `str::parse` would bring core's
+/// general integer parser (signs, radixes, its error type) into the
+/// download, and checked `u64` arithmetic is larger in wasm than a float.
 fn reference(obj: &JsValue) -> Option<u64> {
     let r = string(obj, "ref")?;
-    let mut n: u64 = 0;
+    // At most 15 digits: every such number is exact in an f64, and the
+    // channel's references count up from 1.
+    if r.is_empty() || r.len() > 15 {
+        return None;
+    }
+    let mut n = 0.0;
     for b in r.bytes() {
         let digit = b.wrapping_sub(b'0');
         if digit > 9 {
             return None;
         }
-        n = n.checked_mul(10)?.checked_add(digit.into())?;
+        n = n * 10.0 + f64::from(digit);
     }
-    (!r.is_empty()).then_some(n)
+    Some(n as u64)
 }
 
 /// The `code` in the data of an SSE `$close`, if it has one.
