@@ -2,11 +2,15 @@
 //! signed deliveries, retries after 500s, timeouts and `Retry-After`,
 //! order under `max_inflight: 1`, dead letters and redrive, management
 //! (201/200/409, no secret shown, refusals of metadata addresses),
-//! `--webhooks FILE`, and the webhooks kept across a SIGKILL on the disk
-//! engine. The 2,000-event flaky receiver, verified with the reference
-//! `standardwebhooks` npm package, is tests/webhooks/flaky.test.mjs.
+//! `--webhooks FILE`, rights, the webhooks and their pending events kept
+//! across a SIGKILL on the disk engine, and one webhook shared by two
+//! gateways on a real nats-server. The 2,000-event flaky receiver, verified
+//! with the reference `standardwebhooks` npm package, is
+//! tests/webhooks/flaky.test.mjs.
 
 mod common;
+#[path = "common/nats.rs"]
+mod nats_helper;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -875,4 +879,73 @@ async fn managing_a_webhook_needs_consume_on_its_group_and_subscribe_on_its_topi
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
+}
+
+/// On NATS a webhook's group is a JetStream consumer every gateway shares:
+/// the same webhook declared on two gateways sends each event once overall,
+/// whichever gateway it was published on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_two_gateways_declaring_one_webhook_send_each_event_once() {
+    let nats = nats_helper::NatsServer::start().await;
+    let rx = Receiver::start(|e, nth| {
+        // Some first attempts fail, so retries cross gateways too.
+        if nth == 1 && e["data"]["n"].as_u64().unwrap() % 4 == 0 {
+            Reply::Status(500)
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
+    let g1 = start(nats_helper::gateway_config(&nats.url(), "WHNATS")).await;
+    let g2 = start(nats_helper::gateway_config(&nats.url(), "WHNATS")).await;
+    let spec = json!({"url": rx.url(), "topics": ["w.>"], "secret": SECRET,
+                      "retry": {"initial": "50ms", "max": "200ms"}});
+    let (s, v) = put(&g1, "shared", spec.clone()).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = put(&g2, "shared", spec).await;
+    assert!(s == 201 || s == 200, "{s} {v}");
+    let mut ids = Vec::new();
+    for n in 0..100 {
+        let gw = if n % 2 == 0 { &g1 } else { &g2 };
+        ids.push(
+            gw.publish(event("w.e", n)).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
+    loop {
+        let ok: Vec<String> = rx
+            .hits()
+            .iter()
+            .filter(|h| h.reply == 200)
+            .map(|h| h.id())
+            .collect();
+        if ids.iter().all(|id| ok.contains(id)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of 100 delivered",
+            ids.iter().filter(|id| ok.contains(*id)).count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A moment for a stray second copy to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut ok: Vec<String> = rx
+        .hits()
+        .iter()
+        .filter(|h| h.reply == 200)
+        .map(|h| h.id())
+        .collect();
+    ok.sort();
+    ok.dedup();
+    let oks = rx.hits().iter().filter(|h| h.reply == 200).count();
+    assert_eq!(oks, 100, "each event acknowledged once overall");
+    assert_eq!(ok.len(), 100);
+    for h in rx.hits() {
+        verify(&h);
+    }
 }
