@@ -37,6 +37,30 @@ pub enum ClientMsg<'a> {
         reference: Option<String>,
         token: String,
     },
+    /// Start receiving a consumer group's deliveries on this connection,
+    /// at most `max_inflight` unsettled at a time.
+    Consume {
+        reference: Option<String>,
+        group: String,
+        max_inflight: Option<u32>,
+    },
+    /// `ack`, `nack` or `extend` (the `op`) of handles in a group.
+    Settle {
+        reference: Option<String>,
+        op: SettleOp,
+        group: String,
+        handles: Vec<String>,
+        delay: Option<String>,
+        reason: Option<String>,
+    },
+}
+
+/// What a client `ack`, `nack` or `extend` frame does to its handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettleOp {
+    Ack,
+    Nack,
+    Extend,
 }
 
 /// A frame that could not be accepted, with the `ref` to echo when known.
@@ -59,6 +83,16 @@ struct RawClientFrame<'a> {
     event: Option<&'a RawValue>,
     #[serde(default)]
     token: Option<String>,
+    #[serde(default)]
+    group: Option<String>,
+    #[serde(default)]
+    max_inflight: Option<u32>,
+    #[serde(default)]
+    handles: Option<Vec<String>>,
+    #[serde(default)]
+    delay: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 /// Longest accepted `ref` (bytes); it is echoed back, so it is bounded.
@@ -155,13 +189,44 @@ pub fn parse_client_frame(text: &str, max_topics: usize) -> Result<ClientMsg<'_>
                 "`auth` needs `token`".into(),
             )),
         },
+        op::CONSUME => match raw.group {
+            Some(group) => Ok(ClientMsg::Consume {
+                reference,
+                group,
+                max_inflight: raw.max_inflight,
+            }),
+            None => Err(fail(
+                reference,
+                ErrorCode::BadRequest,
+                "`consume` needs `group`".into(),
+            )),
+        },
+        op::ACK | op::NACK | op::EXTEND => match (raw.group, raw.handles) {
+            (Some(group), Some(handles)) => Ok(ClientMsg::Settle {
+                reference,
+                op: match op_name.as_str() {
+                    op::ACK => SettleOp::Ack,
+                    op::NACK => SettleOp::Nack,
+                    _ => SettleOp::Extend,
+                },
+                group,
+                handles,
+                delay: raw.delay,
+                reason: raw.reason,
+            }),
+            _ => Err(fail(
+                reference,
+                ErrorCode::BadRequest,
+                format!("`{op_name}` needs `group` and `handles`"),
+            )),
+        },
         other => {
             let shown: String = other.chars().take(32).collect();
             Err(fail(
                 reference,
                 ErrorCode::UnknownOp,
                 format!(
-                    "unknown op {shown:?}; expected subscribe, unsubscribe, emit, ping or auth"
+                    "unknown op {shown:?}; expected subscribe, unsubscribe, emit, ping, auth, consume, ack, nack or extend"
                 ),
             ))
         }

@@ -57,6 +57,13 @@ pub mod op {
     pub const PONG: &str = "pong";
     pub const AUTH: &str = "auth";
     pub const AUTHENTICATED: &str = "authenticated";
+    /// The consume form of consumer groups (PROTOCOL §15.11).
+    pub const CONSUME: &str = "consume";
+    pub const CONSUMING: &str = "consuming";
+    pub const DELIVERY: &str = "delivery";
+    pub const NACK: &str = "nack";
+    pub const EXTEND: &str = "extend";
+    pub const SETTLED: &str = "settled";
 }
 
 /// Names of the SSE control events. They start with `$`, which no topic may

@@ -15,7 +15,8 @@ use super::config::GroupConfig;
 use super::group::{Counts, Delivery, Outcome};
 use super::ledger::DeadLetter;
 use async_trait::async_trait;
-use eventwire_protocol::ProtocolError;
+use eventwire_protocol::frame::SettleOp;
+use eventwire_protocol::{ErrorCode, ProtocolError};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -105,7 +106,50 @@ pub enum Settle {
     Extend,
 }
 
+/// Most handles one ack, nack or extend names.
+pub const MAX_HANDLES: usize = 1000;
+/// Most bytes of a nack reason kept.
+const MAX_REASON: usize = 512;
+
 impl Settle {
+    /// Checks what an ack, nack or extend request carries (HTTP body or
+    /// WebSocket frame alike): 1 to [`MAX_HANDLES`] handles, `delay` and
+    /// `reason` on nack only, the delay a duration, the reason cut to 512
+    /// bytes.
+    pub fn checked(
+        op: SettleOp,
+        handles: &[String],
+        delay: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Settle, ProtocolError> {
+        let bad = |m: String| ProtocolError::new(ErrorCode::BadRequest, m);
+        if handles.is_empty() || handles.len() > MAX_HANDLES {
+            return Err(bad(format!(
+                "`handles` must hold 1 to {MAX_HANDLES} handles"
+            )));
+        }
+        if op != SettleOp::Nack && (delay.is_some() || reason.is_some()) {
+            return Err(bad("`delay` and `reason` belong to nack".to_owned()));
+        }
+        Ok(match op {
+            SettleOp::Ack => Settle::Ack,
+            SettleOp::Extend => Settle::Extend,
+            SettleOp::Nack => Settle::Nack {
+                delay: delay
+                    .map(|d| super::config::duration("delay", d, super::config::MAX_DELAY))
+                    .transpose()
+                    .map_err(|e| bad(e.message))?,
+                reason: reason.map(|r| {
+                    let mut end = r.len().min(MAX_REASON);
+                    while !r.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    r[..end].to_owned()
+                }),
+            },
+        })
+    }
+
     pub async fn apply(
         self,
         backend: &dyn GroupBackend,

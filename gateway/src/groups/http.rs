@@ -14,7 +14,8 @@ use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use eventwire_protocol::{ErrorCode, ProtocolError};
+use eventwire_protocol::ErrorCode;
+use eventwire_protocol::frame::SettleOp;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -23,7 +24,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 /// Most deliveries one fetch returns, and most handles one request names.
 pub const MAX_FETCH: usize = 1000;
-pub const MAX_HANDLES: usize = 1000;
+pub use super::backend::MAX_HANDLES;
 /// Longest long-poll.
 pub const MAX_WAIT: Duration = Duration::from_secs(120);
 /// Most dead letters one `GET …/dead` lists.
@@ -280,20 +281,6 @@ struct HandlesBody {
     reason: Option<String>,
 }
 
-/// Most bytes of a nack reason kept.
-const MAX_REASON: usize = 512;
-
-fn handles(bytes: &Bytes) -> Result<HandlesBody, ApiError> {
-    let b: HandlesBody = body(bytes, ErrorCode::BadRequest)?;
-    if b.handles.is_empty() || b.handles.len() > MAX_HANDLES {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("`handles` must hold 1 to {MAX_HANDLES} handles"),
-        ));
-    }
-    Ok(b)
-}
-
 fn results(handles: &[String], outcomes: &[Outcome]) -> Response {
     let results: Vec<Value> = handles
         .iter()
@@ -303,51 +290,25 @@ fn results(handles: &[String], outcomes: &[Outcome]) -> Response {
     Json(json!({ "results": results })).into_response()
 }
 
-/// What ack, nack and extend share: the body checked, then `op` made of
-/// it and applied through the backend.
-async fn settle(
-    call: &Call,
-    bytes: &Bytes,
-    allows_delay: bool,
-    op: impl FnOnce(&HandlesBody) -> Result<Settle, ProtocolError>,
-) -> Result<Response, ApiError> {
-    let b = handles(bytes)?;
-    if !allows_delay && (b.delay.is_some() || b.reason.is_some()) {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "`delay` and `reason` belong to nack",
-        ));
-    }
-    let outcomes = op(&b)?.apply(call.groups(), &call.name, &b.handles).await?;
+/// What ack, nack and extend share: the body checked (by the same rules as
+/// the WebSocket form's), then applied through the backend.
+async fn settle(call: &Call, bytes: &Bytes, op: SettleOp) -> Result<Response, ApiError> {
+    let b: HandlesBody = body(bytes, ErrorCode::BadRequest)?;
+    let settle = Settle::checked(op, &b.handles, b.delay.as_deref(), b.reason.as_deref())?;
+    let outcomes = settle.apply(call.groups(), &call.name, &b.handles).await?;
     Ok(results(&b.handles, &outcomes))
 }
 
 pub async fn ack(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
-    settle(&call, &bytes, false, |_| Ok(Settle::Ack)).await
+    settle(&call, &bytes, SettleOp::Ack).await
 }
 
 pub async fn extend(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
-    settle(&call, &bytes, false, |_| Ok(Settle::Extend)).await
+    settle(&call, &bytes, SettleOp::Extend).await
 }
 
 pub async fn nack(call: Call, bytes: Bytes) -> Result<Response, ApiError> {
-    settle(&call, &bytes, true, |b| {
-        let delay = b
-            .delay
-            .as_deref()
-            .map(|d| config::duration("delay", d, config::MAX_DELAY))
-            .transpose()
-            .map_err(|e| ProtocolError::new(ErrorCode::BadRequest, e.message))?;
-        let reason = b.reason.as_deref().map(|r| {
-            let mut end = r.len().min(MAX_REASON);
-            while !r.is_char_boundary(end) {
-                end -= 1;
-            }
-            r[..end].to_owned()
-        });
-        Ok(Settle::Nack { delay, reason })
-    })
-    .await
+    settle(&call, &bytes, SettleOp::Nack).await
 }
 
 pub async fn dead(call: Call) -> Result<Response, ApiError> {

@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod consume;
 pub mod group;
 pub mod http;
 pub mod ledger;

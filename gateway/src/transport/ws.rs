@@ -7,6 +7,8 @@ use super::Session;
 use crate::auth::Identity;
 use crate::conn::{Conn, Out, Taken, Transport};
 use crate::error::ApiError;
+use crate::groups::backend::Settle;
+use crate::groups::consume::Consumes;
 use crate::hub::record_batch;
 use crate::limits::TokenBucket;
 use crate::state::{Peer, Shared, peer_ip};
@@ -121,6 +123,7 @@ async fn run(shared: Arc<Shared>, session: Session, socket: WebSocket, identity:
         shared: &shared,
         session: &session,
         subscribed: false,
+        consumes: Consumes::default(),
         clock: TokenClock::start(&identity),
         identity,
         emits: TokenBucket::new(shared.config.emit_rate, shared.config.emit_burst),
@@ -240,6 +243,8 @@ struct Reader<'a> {
     /// Resume (`since`) is only meaningful on a connection's first subscribe:
     /// a connection has one position, and later replays would break its order.
     subscribed: bool,
+    /// Consumer groups this connection consumes (`consume`).
+    consumes: Consumes,
 }
 
 impl Reader<'_> {
@@ -416,6 +421,66 @@ impl Reader<'_> {
             }
             Ok(ClientMsg::Ping { reference }) => encode(&ServerFrame::Pong { reference }),
             Ok(ClientMsg::Auth { reference, token }) => self.refresh(reference, &token),
+            Ok(ClientMsg::Consume {
+                reference, group, ..
+            }) if !self.identity.rights.may_consume(&group) => {
+                let refusal = self
+                    .identity
+                    .refusal(format_args!("working in group {group}"));
+                error_frame(reference, refusal)
+            }
+            Ok(ClientMsg::Consume {
+                reference,
+                group,
+                max_inflight,
+            }) => {
+                let r = reference.clone();
+                match self
+                    .consumes
+                    .start(self.shared, conn, reference, group, max_inflight)
+                    .await
+                {
+                    Ok(frame) => frame,
+                    Err(e) => error_frame(r, e),
+                }
+            }
+            Ok(ClientMsg::Settle {
+                reference, group, ..
+            }) if !self.identity.rights.may_consume(&group) => {
+                let refusal = self
+                    .identity
+                    .refusal(format_args!("working in group {group}"));
+                error_frame(reference, refusal)
+            }
+            Ok(ClientMsg::Settle {
+                reference,
+                op,
+                group,
+                handles,
+                delay,
+                reason,
+            }) => {
+                let r = reference.clone();
+                let settled =
+                    match Settle::checked(op, &handles, delay.as_deref(), reason.as_deref()) {
+                        Ok(settle) => {
+                            self.consumes
+                                .settle(
+                                    self.shared.groups.as_ref(),
+                                    reference,
+                                    group,
+                                    handles,
+                                    settle,
+                                )
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                match settled {
+                    Ok(frame) => frame,
+                    Err(e) => error_frame(r, e),
+                }
+            }
         };
         conn.push_control(reply);
     }
