@@ -107,6 +107,20 @@ test('UI events emitted while offline reach the worker once each, in order', asy
   await page.locator('#backend li').nth(19).waitFor({ timeout: 10000 });
 });
 
+test('two workers side by side handle each UI event exactly once overall', async () => {
+  const gateway = await startGateway();
+  // Both join the same consumer group (demo-worker): competing consumers.
+  const workers = [await startWorker(gateway), await startWorker(gateway)];
+  const page = await openPage(`${gateway}/`);
+  for (let i = 0; i < 30; i++) await page.click('button[data-target=share]');
+  const clicks = (w) => w.handled.filter((h) => h.type === 'ui.clicked').map((h) => h.data.click);
+  await eventually('the workers to handle 30 clicks', () => workers.flatMap(clicks).length >= 30);
+  // Late repeats would show up here.
+  await new Promise((r) => setTimeout(r, 1000));
+  const all = workers.flatMap(clicks).sort((x, y) => x - y);
+  assert.deepEqual(all, Array.from({ length: 30 }, (_, i) => i + 1), 'each click handled once, by one of the two');
+});
+
 test('auto falls back to SSE when the gateway refuses WebSocket', async () => {
   const gateway = await startGateway('--websocket=false');
   await startWorker(gateway);
