@@ -515,3 +515,35 @@ async fn a_gateway_rebuilt_from_the_group_store_carries_on() {
         assert_eq!(seen[&n], 1);
     }
 }
+
+/// The same conformance scenarios on the disk engine, whose groups keep
+/// their state in the engine's database (tests/groups_disk.rs covers its
+/// restarts).
+mod on_disk {
+    use super::*;
+
+    fn disk_config(tag: &str) -> eventwire_gateway::Config {
+        let mut c = config();
+        c.engine.kind = eventwire_gateway::engine::EngineKind::Disk;
+        c.engine.data_dir = common::binary::temp_dir(&format!("groups-suite-{tag}"));
+        c
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn competing_consumers_ack_each_event_exactly_once() {
+        let gw = start(disk_config("competing")).await;
+        groups_suite::competing_consumers(&[&gw], LOCAL).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crashed_workers_events_go_to_another_as_attempt_two() {
+        let gw = start(disk_config("crash")).await;
+        groups_suite::crashed_worker(&gw, &gw, LOCAL).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_poison_event_becomes_a_dead_letter_and_redrive_hands_it_out_again() {
+        let gw = start(disk_config("poison")).await;
+        groups_suite::poison_and_redrive(&gw, &gw, LOCAL).await;
+    }
+}
