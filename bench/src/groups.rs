@@ -111,8 +111,11 @@ async fn measure(addr: SocketAddr, plan: &Plan, out: &mut Outcome) -> Result<(),
         let plan = plan.clone();
         tokio::spawn(async move { work(addr, &plan, plan.events + n, &seen).await })
     };
+    // A fresh connection: the gateway closes keep-alive sockets idle
+    // longer than --header-timeout (10 s), as the backlog run may take.
+    let mut publisher = Conn::open(addr).await?;
     publish(
-        &mut admin,
+        &mut publisher,
         plan.events,
         n,
         plan.event_bytes,

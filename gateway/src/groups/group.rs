@@ -156,7 +156,9 @@ impl Group {
     }
 
     /// Journals `changes`, then applies them. Nothing is applied when the
-    /// store refuses, so memory never runs ahead of the journal.
+    /// store refuses, so memory never runs ahead of the journal. Whoever
+    /// answers a request calls the store's `sync` after releasing the lock
+    /// and before answering, so concurrent requests share one fsync.
     fn commit(&self, ledger: &mut Ledger, changes: Vec<Change>) -> Result<(), ProtocolError> {
         if changes.is_empty() {
             return Ok(());
@@ -244,6 +246,9 @@ impl Group {
                 return Err(self.gone());
             }
             let out = self.take(max).await?;
+            if !out.is_empty() {
+                self.store.sync()?;
+            }
             let now = tokio::time::Instant::now();
             if !out.is_empty() || now >= until || shutdown.is_cancelled() {
                 return Ok(out);
@@ -387,6 +392,7 @@ impl Group {
         self.commit(&mut l, changes)?;
         drop(l);
         if any {
+            self.store.sync()?;
             self.wake();
         }
         Ok(outcomes)
@@ -478,6 +484,7 @@ impl Group {
             .collect();
         self.commit(&mut l, changes)?;
         drop(l);
+        self.store.sync()?;
         self.wake();
         Ok((n, unknown))
     }

@@ -6,9 +6,12 @@
 //! must provide:
 //!
 //! - `create` and `remove` are durable before they return;
-//! - `record` is durable before it returns (the group answers `ack`,
-//!   `fetch` and `nack` only afterwards), and applies the whole list or
-//!   none of it;
+//! - `record` applies the whole list or none of it, and is durable once a
+//!   `sync` that starts after it returns: the group calls `sync` after
+//!   releasing its lock and before it answers `fetch`, `ack`, `nack`,
+//!   `extend` or `redrive`, so requests working at the same time share one
+//!   sync (a store may as well make `record` durable itself and `sync` a
+//!   no-op);
 //! - `load` gives back, after a restart (SIGKILL included), every group with
 //!   the ledger that applying all recorded changes in order with
 //!   [`Ledger::apply`] produces. Changes carry whole events (`Deliver`), so
@@ -45,6 +48,11 @@ pub trait GroupStore: Send + Sync + 'static {
     fn record(&self, name: &str, changes: &[Change]) -> Result<(), EngineError>;
 
     fn remove(&self, name: &str) -> Result<(), EngineError>;
+
+    /// Makes every change recorded before this call durable.
+    fn sync(&self) -> Result<(), EngineError> {
+        Ok(())
+    }
 }
 
 /// Groups that last as long as the store value: the memory engine's. It

@@ -5,8 +5,10 @@
 //! The store keeps the group's current state, not its history of changes:
 //! `record` applies the changes to a mirror of the group's ledger (with the
 //! same [`Ledger::apply`] the group uses) and writes what they touched, as
-//! one batch, durable under `--fsync` like a publish. So nothing needs
-//! compacting, and loading is one scan.
+//! one batch, to the OS. Under `--fsync always` the group's `sync` (before
+//! it answers) syncs, once for every request recorded meanwhile. So nothing
+//! needs compacting, loading is one scan, and an answered request is
+//! durable as an acknowledged publish is.
 //!
 //! Keyspace `groups`, keys prefixed by the group name and a zero byte
 //! (names are topics, so no name is a prefix of another's key):
@@ -31,6 +33,7 @@ use fjall::{Keyspace, PersistMode};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -41,7 +44,14 @@ const DEAD: u8 = b'd';
 pub struct DiskGroupStore {
     store: Arc<Store>,
     groups: Keyspace,
-    durability: PersistMode,
+    /// `--fsync always`: `sync` syncs; otherwise changes are written to the
+    /// OS by `record` and synced with the events.
+    always: bool,
+    /// Changes recorded so far, and how many of them a sync has covered:
+    /// a `sync` that finds its changes covered by one that ran meanwhile
+    /// returns without syncing again (group commit).
+    recorded: AtomicU64,
+    synced: Mutex<u64>,
     /// Each group's ledger as the store holds it, to know what a change
     /// leaves behind without reading it back.
     mirrors: Mutex<HashMap<String, Arc<Mutex<Mirror>>>>,
@@ -127,10 +137,9 @@ impl DiskGroupStore {
         Ok(DiskGroupStore {
             store,
             groups,
-            durability: match fsync {
-                Fsync::Always => PersistMode::SyncAll,
-                _ => PersistMode::Buffer,
-            },
+            always: fsync == Fsync::Always,
+            recorded: AtomicU64::new(0),
+            synced: Mutex::new(0),
             mirrors: Mutex::new(HashMap::new()),
             broken: OnceLock::new(),
         })
@@ -154,8 +163,18 @@ impl DiskGroupStore {
         })
     }
 
+    /// A batch written to the OS when committed: a gateway crash loses
+    /// none of it; a machine crash may, until the next sync.
     fn batch(&self) -> fjall::OwnedWriteBatch {
-        self.store.db.batch().durability(Some(self.durability))
+        self.store.db.batch().durability(Some(PersistMode::Buffer))
+    }
+
+    /// Commits, then syncs at once: for `create` and `remove`, which are
+    /// rare and answered straight after.
+    fn commit_synced(&self, batch: fjall::OwnedWriteBatch) -> Result<(), EngineError> {
+        self.commit(batch)?;
+        self.recorded.fetch_add(1, Ordering::SeqCst);
+        self.sync()
     }
 }
 
@@ -346,7 +365,29 @@ impl GroupStore for DiskGroupStore {
             }
         }
         batch.insert(&self.groups, key(name, HEADER, None), header(&m));
-        self.commit(batch)
+        self.commit(batch)?;
+        self.recorded.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), EngineError> {
+        if !self.always {
+            return Ok(());
+        }
+        let want = self.recorded.load(Ordering::SeqCst);
+        let mut synced = self.synced.lock();
+        if *synced >= want {
+            return Ok(());
+        }
+        let covers = self.recorded.load(Ordering::SeqCst);
+        self.store.db.persist(PersistMode::SyncAll).map_err(|e| {
+            let why = format!("syncing group state failed: {e}");
+            tracing::error!(error = %why, "disk engine: refusing group changes");
+            let _ = self.broken.set(why.clone());
+            EngineError::Unavailable(why)
+        })?;
+        *synced = covers;
+        Ok(())
     }
 
     fn remove(&self, name: &str) -> Result<(), EngineError> {
@@ -359,7 +400,7 @@ impl GroupStore for DiskGroupStore {
             let k = item.key().map_err(store::io)?;
             batch.remove(&self.groups, k);
         }
-        self.commit(batch)?;
+        self.commit_synced(batch)?;
         self.mirrors.lock().remove(name);
         Ok(())
     }
