@@ -148,6 +148,21 @@ async fn a_clean_close_leaves_nothing_to_replay() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A final flush that cannot finish (here: the directory removed from under
+/// the engine) gives up after a while instead of holding the stop forever.
+#[tokio::test]
+async fn a_flush_that_cannot_finish_does_not_hang_the_stop() {
+    let dir = temp_dir("gone");
+    let engine = DiskEngine::open(DiskConfig::new(&dir)).unwrap();
+    engine.publish(event("g1", "a.b")).await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stopped = tokio::task::spawn_blocking(move || drop(engine));
+    tokio::time::timeout(std::time::Duration::from_secs(120), stopped)
+        .await
+        .expect("the stop hung")
+        .unwrap();
+}
+
 #[tokio::test]
 async fn retention_by_count_bytes_and_age_and_the_dedupe_window() {
     let dir = temp_dir("ret");

@@ -1,6 +1,7 @@
 //! Consumer groups on the disk engine, on the real binary and real files: a
 //! group's cursor, pending deliveries and dead letters survive a SIGKILL
 //! and a graceful restart; what was acked before the crash stays acked.
+//! (The conformance scenarios run on disk in groups.rs.)
 
 mod common;
 

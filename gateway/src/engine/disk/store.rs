@@ -21,6 +21,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// What `FORMAT` holds for the layout this code reads and writes.
 pub const FORMAT: &str = "eventwire-disk 1";
@@ -132,13 +133,32 @@ impl Store {
     }
 
     /// Writes every keyspace's memtable to its tables, so that the next open
-    /// has no journal to replay (a clean stop).
-    pub fn flush(&self) -> Result<(), EngineError> {
-        for name in self.db.list_keyspace_names() {
-            let ks = self.keyspace(&name)?;
-            ks.rotate_memtable_and_wait().map_err(io)?;
+    /// has no journal to replay (a clean stop). Waits at most `within`:
+    /// fjall's workers flush, and one that fails (disk full, directory
+    /// gone) would leave a memtable sealed forever. Returns whether the
+    /// flush finished; if not, nothing is lost: the next open replays.
+    pub fn flush(&self, within: Duration) -> Result<bool, EngineError> {
+        use fjall::AbstractTree;
+        let keyspaces = self
+            .db
+            .list_keyspace_names()
+            .iter()
+            .map(|name| self.keyspace(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        for ks in &keyspaces {
+            ks.rotate_memtable().map_err(io)?;
         }
-        Ok(())
+        let deadline = Instant::now() + within;
+        while keyspaces
+            .iter()
+            .any(|ks| ks.tree.sealed_memtable_count() > 0)
+        {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(true)
     }
 
     pub fn meta_u64(&self, key: &[u8]) -> Result<Option<u64>, EngineError> {

@@ -27,6 +27,9 @@ const MAX_BATCH: usize = 1024;
 /// dedupe window.
 const TICK: Duration = Duration::from_millis(500);
 
+/// Longest wait for the final flush at a clean stop.
+const FLUSH_WITHIN: Duration = Duration::from_secs(10);
+
 pub struct Request {
     pub event: NewEvent,
     pub reply: oneshot::Sender<Result<Accepted, EngineError>>,
@@ -92,10 +95,14 @@ impl Writer {
             tracing::error!(error = %e, "disk engine: final fsync failed");
         }
         let started = Instant::now();
-        match self.store.flush() {
-            Ok(()) => tracing::info!(
+        match self.store.flush(FLUSH_WITHIN) {
+            Ok(true) => tracing::info!(
                 ms = started.elapsed().as_millis() as u64,
                 "disk engine: flushed for a quick next start"
+            ),
+            Ok(false) => tracing::warn!(
+                "disk engine: the final flush did not finish in {} s; the next start replays the journal",
+                FLUSH_WITHIN.as_secs()
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "disk engine: final flush failed; the next start replays the journal")
