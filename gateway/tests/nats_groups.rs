@@ -154,6 +154,9 @@ async fn managing_and_bad_input_on_nats() {
     let r = w2.settle("/ack", &hs, json!({})).await;
     assert_eq!(&r[..5], ["acked"; 5]);
     assert_eq!(&r[5..], ["unknown", "expired"]);
+    // Acked already: below the consumer's ack floor, so spent.
+    let again = w1.settle("/ack", &hs[..5], json!({})).await;
+    assert_eq!(again, ["expired"; 5]);
     let (s, v) = w2.post("/fetch", json!({"max": 5000})).await;
     assert_eq!(
         (s, v["error"]["code"].as_str()),

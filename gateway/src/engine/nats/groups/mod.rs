@@ -405,6 +405,23 @@ impl NatsGroups {
                 }
             }
         }
+        // JetStream does not say whether an ack found its event pending;
+        // its ack floor does, for events acked in order: below it, a handle
+        // is spent.
+        let floors = self.ack_floors(&known, &work).await?;
+        work.retain(|(i, ack, _)| {
+            let floor = if ack.stream == self.groups_stream_name {
+                floors.1
+            } else {
+                floors.0
+            };
+            if ack.stream_seq <= floor {
+                outcomes[*i] = Outcome::Expired;
+                false
+            } else {
+                true
+            }
+        });
         let results =
             futures_util::future::join_all(work.into_iter().map(|(i, ack, step)| async move {
                 let r = match step {
@@ -429,6 +446,36 @@ impl NatsGroups {
             }
         }
         Ok(outcomes)
+    }
+
+    /// The ack floors (events stream, groups stream) of the group's two
+    /// consumers, read only for the streams the handles name.
+    async fn ack_floors(
+        &self,
+        known: &Known,
+        work: &[(usize, handle::Ack, Step)],
+    ) -> Result<(u64, u64), ProtocolError> {
+        let mut floors = (0, 0);
+        for (i, consumer) in [&known.consumer, &known.redrive].into_iter().enumerate() {
+            let redrive = i == 1;
+            if !work
+                .iter()
+                .any(|(_, a, _)| (a.stream == self.groups_stream_name) == redrive)
+            {
+                continue;
+            }
+            let info = tokio::time::timeout(self.core.config.timeout, consumer.get_info())
+                .await
+                .map_err(|_| failed("reading a group", "timed out"))?
+                .map_err(|e| failed("reading a group", e))?;
+            let floor = info.ack_floor.stream_sequence;
+            if redrive {
+                floors.1 = floor;
+            } else {
+                floors.0 = floor;
+            }
+        }
+        Ok(floors)
     }
 
     /// A nack on the last attempt: reads the event back from its stream and
