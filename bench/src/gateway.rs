@@ -34,6 +34,17 @@ pub struct Gateway {
     pub pid: Option<u32>,
     child: Option<Child>,
     pub args: Vec<String>,
+    /// The fresh data dir this gateway was given, removed when it is dropped.
+    data_dir: Option<PathBuf>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.data_dir {
+            // The child is killed on drop after this; its files can go now.
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// Per-scenario needs that change the gateway's flags.
@@ -53,6 +64,7 @@ impl Target {
                 pid: self.pid,
                 child: None,
                 args: Vec::new(),
+                data_dir: None,
             });
         }
         let port = free_port().map_err(|e| format!("no free loopback port: {e}"))?;
@@ -84,6 +96,18 @@ impl Target {
         // the memory engine, as before the disk engine became the default.
         if !self.extra_args.iter().any(|a| a == "--engine") {
             args.extend(["--engine".into(), "memory".into()]);
+        }
+        // A disk engine named by the scenario gets a fresh data dir per
+        // gateway: the default (`./eventwire-data`) would carry one run's
+        // events and groups into the next and skew it.
+        let mut data_dir = None;
+        if !self.extra_args.iter().any(|a| a == "--data-dir") {
+            let dir = std::env::temp_dir().join(format!(
+                "eventwire-bench-{name}-{}-{port}",
+                std::process::id()
+            ));
+            args.extend(["--data-dir".into(), dir.display().to_string()]);
+            data_dir = Some(dir);
         }
         args.extend(self.extra_args.iter().cloned());
         let mut cmd = match self.wrapper.split_first() {
@@ -117,6 +141,7 @@ impl Target {
             pid,
             child: Some(child),
             args,
+            data_dir,
         };
         wait_ready(addr, Duration::from_secs(ready_within)).await?;
         eprintln!(
