@@ -152,6 +152,30 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Starts a gateway for scenario `name`, runs `measure` against its
+    /// address and stops it. Returns the engine the gateway said it ran
+    /// (`?` if it never started) and the first error, if any.
+    pub async fn run_on<Fut>(
+        &self,
+        name: &str,
+        needs: &Needs,
+        measure: impl FnOnce(SocketAddr) -> Fut,
+    ) -> (String, Option<String>)
+    where
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let gw = match self.start(name, needs).await {
+            Ok(g) => g,
+            Err(e) => return ("?".into(), Some(e)),
+        };
+        let engine = gw.engine().await;
+        let error = measure(gw.addr).await.err();
+        gw.stop().await;
+        (engine, error)
+    }
+}
+
 impl Gateway {
     /// The engine the gateway says it runs (`/readyz`), "?" when it does
     /// not say: its flags decide, not the scenario.

@@ -66,18 +66,11 @@ pub async fn run(target: &Target, plan: &Plan) -> Outcome {
         history_events: plan.events as usize + (plan.rate * plan.duration.as_secs_f64()) as usize,
         ..Needs::default()
     };
-    let gw = match target.start("groups", &needs).await {
-        Ok(g) => g,
-        Err(e) => {
-            out.error = Some(e);
-            return out;
-        }
-    };
-    out.engine = gw.engine().await;
-    if let Err(e) = measure(gw.addr, plan, &mut out).await {
-        out.error = Some(e);
-    }
-    gw.stop().await;
+    let (engine, error) = target
+        .run_on("groups", &needs, |addr| measure(addr, plan, &mut out))
+        .await;
+    out.engine = engine;
+    out.error = error;
     out
 }
 

@@ -233,3 +233,37 @@ async fn websocket_consume_bad_input_gets_error_frames_and_the_connection_stays(
         "{e}"
     );
 }
+
+/// `consume` and `ack` on a WebSocket need the token's `consume` right on
+/// the group, as over HTTP: a user may work in `jobs.{sub}` and nowhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consuming_and_settling_need_the_consume_right_on_the_group() {
+    use common::tokens::{claims, hs, secured};
+    let gw = secured().await;
+    let mut c = claims("u1", 300);
+    c["eventwire"]["consume"] = json!(["jobs.{sub}"]);
+    let token = hs(&c);
+    let url = format!("{}?access_token={token}", gw.ws_url());
+    let (socket, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let mut ws = WsClient { ws: socket };
+    assert_eq!(next(&mut ws, WAIT).await.unwrap()["op"], "welcome");
+    for frame in [
+        json!({"op": "consume", "group": "jobs.u2", "ref": "c"}),
+        json!({"op": "ack", "group": "jobs.u2", "handles": ["h"], "ref": "a"}),
+    ] {
+        send(&mut ws, frame.clone()).await;
+        let e = next(&mut ws, WAIT).await.unwrap();
+        assert_eq!(e["op"], "error", "{frame} → {e}");
+        assert_eq!(e["code"], "forbidden", "{frame} → {e}");
+        assert_eq!(e["ref"], frame["ref"]);
+    }
+    // Its own group is allowed: the refusal is about rights, not the op
+    // (the group does not exist yet, so the answer is group_not_found).
+    send(
+        &mut ws,
+        json!({"op": "consume", "group": "jobs.u1", "ref": "own"}),
+    )
+    .await;
+    let e = next(&mut ws, WAIT).await.unwrap();
+    assert_eq!(e["code"], "group_not_found", "{e}");
+}

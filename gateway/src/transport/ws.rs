@@ -421,9 +421,15 @@ impl Reader<'_> {
             }
             Ok(ClientMsg::Ping { reference }) => encode(&ServerFrame::Pong { reference }),
             Ok(ClientMsg::Auth { reference, token }) => self.refresh(reference, &token),
-            Ok(ClientMsg::Consume {
-                reference, group, ..
-            }) if !self.identity.rights.may_consume(&group) => {
+            // Consuming and settling need the same right: one refusal.
+            Ok(
+                ClientMsg::Consume {
+                    reference, group, ..
+                }
+                | ClientMsg::Settle {
+                    reference, group, ..
+                },
+            ) if !self.identity.rights.may_consume(&group) => {
                 let refusal = self
                     .identity
                     .refusal(format_args!("working in group {group}"));
@@ -443,14 +449,6 @@ impl Reader<'_> {
                     Ok(frame) => frame,
                     Err(e) => error_frame(r, e),
                 }
-            }
-            Ok(ClientMsg::Settle {
-                reference, group, ..
-            }) if !self.identity.rights.may_consume(&group) => {
-                let refusal = self
-                    .identity
-                    .refusal(format_args!("working in group {group}"));
-                error_frame(reference, refusal)
             }
             Ok(ClientMsg::Settle {
                 reference,
