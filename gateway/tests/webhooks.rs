@@ -21,7 +21,7 @@ use common::*;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -138,6 +138,34 @@ impl Receiver {
 
     fn set(&self, behaviour: impl FnMut(&Value, u32) -> Reply + Send + 'static) {
         *self.state.behaviour.lock().unwrap() = Box::new(behaviour);
+    }
+
+    /// The `webhook-id` of every request answered 200, repeats included.
+    fn acked_ids(&self) -> Vec<String> {
+        self.hits()
+            .iter()
+            .filter(|h| h.reply == 200)
+            .map(|h| h.id())
+            .collect()
+    }
+
+    /// Waits until every id in `ids` has been answered 200, failing after
+    /// `within` with how many were.
+    async fn wait_acked(&self, ids: &[String], within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let ok: HashSet<String> = self.acked_ids().into_iter().collect();
+            if ids.iter().all(|id| ok.contains(id)) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {} events delivered",
+                ids.iter().filter(|id| ok.contains(*id)).count(),
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -787,24 +815,7 @@ async fn pending_webhook_events_survive_a_sigkill_on_the_disk_engine() {
     gw.kill().await;
     down.store(false, std::sync::atomic::Ordering::SeqCst);
     let gw = DiskGateway::start(&dir, port).await;
-    let deadline = tokio::time::Instant::now() + WAIT * 3;
-    loop {
-        let ok: std::collections::HashSet<String> = rx
-            .hits()
-            .iter()
-            .filter(|h| h.reply == 200)
-            .map(|h| h.id())
-            .collect();
-        if ids.iter().all(|id| ok.contains(id)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of 200 pending events delivered after the restart",
-            ids.iter().filter(|id| ok.contains(*id)).count()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    rx.wait_acked(&ids, WAIT * 3).await;
     gw.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -914,36 +925,13 @@ async fn on_nats_two_gateways_declaring_one_webhook_send_each_event_once() {
                 .to_owned(),
         );
     }
-    let deadline = tokio::time::Instant::now() + WAIT * 3;
-    loop {
-        let ok: Vec<String> = rx
-            .hits()
-            .iter()
-            .filter(|h| h.reply == 200)
-            .map(|h| h.id())
-            .collect();
-        if ids.iter().all(|id| ok.contains(id)) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of 100 delivered",
-            ids.iter().filter(|id| ok.contains(*id)).count()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    rx.wait_acked(&ids, WAIT * 3).await;
     // A moment for a stray second copy to show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut ok: Vec<String> = rx
-        .hits()
-        .iter()
-        .filter(|h| h.reply == 200)
-        .map(|h| h.id())
-        .collect();
+    let mut ok = rx.acked_ids();
+    assert_eq!(ok.len(), 100, "each event acknowledged once overall");
     ok.sort();
     ok.dedup();
-    let oks = rx.hits().iter().filter(|h| h.reply == 200).count();
-    assert_eq!(oks, 100, "each event acknowledged once overall");
     assert_eq!(ok.len(), 100);
     for h in rx.hits() {
         verify(&h);
