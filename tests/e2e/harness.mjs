@@ -128,13 +128,18 @@ export async function publish(gateway, body) {
 }
 
 let browser;
-export async function openPage(url) {
-  browser ??= await chromium.launch({
+/** Headless Chromium (the system's), launched once per test process; `shutdown` closes it. */
+export function launchBrowser() {
+  browser ??= chromium.launch({
     executablePath: '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
-  const page = await browser.newPage({ viewport: { width: 1100, height: 760 } });
+  return browser;
+}
+
+export async function openPage(url) {
+  const page = await (await launchBrowser()).newPage({ viewport: { width: 1100, height: 760 } });
   page.on('pageerror', (e) => console.error('page error:', e));
   await page.goto(url);
   await page.locator('#badge[data-state="open"]').waitFor({ timeout: 15000 });
@@ -154,7 +159,7 @@ export async function feed(page, type) {
 }
 
 export async function shutdown() {
-  await browser?.close();
+  await (await browser)?.close();
   browser = undefined;
   for (const c of children) c.kill('SIGTERM');
   children.clear();

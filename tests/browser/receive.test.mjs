@@ -1,0 +1,103 @@
+// Receiving: events published to a real gateway reach the handlers of the
+// matching patterns, over WebSocket and over SSE, and a throwing handler
+// stops nothing. Run by scripts/test after `scripts/build-client --pack`
+// (`node --test tests/browser/`); see harness.mjs.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { TRANSPORTS, gateway, openApp, root, shutdown } from './harness.mjs';
+
+after(shutdown);
+
+for (const transport of TRANSPORTS) {
+  test(`subscribe and receive over ${transport}`, async () => {
+    const url = await gateway('main');
+    const r = root('recv');
+    const page = await openApp();
+    const got = await page.evaluate(
+      async ({ url, transport, r }) => {
+        const { channel } = await t.connect({ url, transport });
+        const events = t.record(channel, `${r}.*`);
+        // The subscription may need a moment (SSE reopens its stream).
+        await t.sleep(300);
+        const receipt = await t.publish(url, { type: `${r}.placed`, data: { n: 7, total: 42 }, correlationid: 'c-1' });
+        await t.until('the event', () => events.length === 1);
+        const seen = { transport: channel.transport, events, receipt, lastSeq: channel.lastSeq };
+        await channel.close();
+        return { ...seen, closed: channel.state };
+      },
+      { url, transport, r },
+    );
+    assert.equal(got.transport, transport);
+    assert.equal(got.events.length, 1);
+    const [e] = got.events;
+    assert.equal(e.type, `${r}.placed`);
+    assert.equal(e.data.total, 42);
+    assert.equal(e.correlationid, 'c-1');
+    assert.equal(e.seq, got.receipt.seq);
+    assert.equal(got.lastSeq, got.receipt.seq);
+    assert.equal(got.closed, 'closed');
+    await page.close();
+  });
+
+  test(`patterns route like the gateway, over ${transport}`, async () => {
+    const url = await gateway('main');
+    const page = await openApp();
+    const got = await page.evaluate(
+      async ({ url, transport, r }) => {
+        const { channel } = await t.connect({ url, transport });
+        const star = t.record(channel, `${r}.*`);
+        const rest = t.record(channel, `${r}.>`);
+        const exact = t.record(channel, `${r}.a.b`);
+        let invalid;
+        try {
+          channel.subscribe('bad pattern', () => {});
+        } catch (e) {
+          invalid = e.code;
+        }
+        await t.sleep(300);
+        await t.publish(url, [
+          { type: `${r}.a`, data: { n: 1 } },
+          { type: `${r}.a.b`, data: { n: 2 } },
+          { type: 'other.x', data: { n: 3 } },
+        ]);
+        await t.until('both events at `>`', () => rest.length === 2);
+        await t.sleep(100);
+        await channel.close();
+        return { star: t.ns(star), rest: t.ns(rest), exact: t.ns(exact), invalid };
+      },
+      { url, transport, r: root('pat') },
+    );
+    assert.equal(got.invalid, 'invalid_pattern', 'an invalid pattern throws');
+    assert.deepEqual(got.star, [1], '`*` is one segment');
+    assert.deepEqual(got.rest, [1, 2], '`>` is one or more segments');
+    assert.deepEqual(got.exact, [2]);
+    await page.close();
+  });
+
+  test(`a throwing handler does not stop the others, over ${transport}`, async () => {
+    const url = await gateway('main');
+    const page = await openApp();
+    const got = await page.evaluate(
+      async ({ url, transport, r }) => {
+        const { channel, errors } = await t.connect({ url, transport, topics: [`${r}.x`] });
+        channel.subscribe(`${r}.x`, () => {
+          throw new Error('handler bug');
+        });
+        const events = t.record(channel, `${r}.x`);
+        await t.publish(url, { type: `${r}.x`, data: { n: 1 } });
+        await t.publish(url, { type: `${r}.x`, data: { n: 2 } });
+        await t.until('both events at the healthy handler', () => events.length === 2);
+        await channel.close();
+        return { ns: t.ns(events), errors };
+      },
+      { url, transport, r: root('iso') },
+    );
+    assert.deepEqual(got.ns, [1, 2]);
+    assert.deepEqual(
+      got.errors.map((e) => e.code),
+      ['handler_error', 'handler_error'],
+    );
+    assert.match(got.errors[0].cause, /handler bug/, 'what the handler threw is the cause');
+    await page.close();
+  });
+}
