@@ -69,8 +69,27 @@ export interface ConnectOptions {
   /** Reconnect backoff bounds (ms, defaults 500 and 20000). */
   minBackoffMs?: number;
   maxBackoffMs?: number;
-  /** Emits kept while disconnected (default 1000). */
+  /** Emits kept while disconnected (default 1000); with `share` or `persist`, emits not yet answered. */
   outboxSize?: number;
+  /** One connection for all tabs of this origin with the same `url` and token identity: a leader tab
+   * holds it, the others talk to it (Web Locks + BroadcastChannel). Off by default; where either API
+   * is missing, each tab keeps its own connection. */
+  share?: boolean;
+  /** Emits not yet accepted are kept in IndexedDB and sent again, with their ids, after a reload or by
+   * another tab. Without IndexedDB (or over quota) they are kept in memory; `onError` is told once
+   * (`persist_unavailable`). */
+  persist?: boolean;
+  /** With `persist`: how each emit restored from an earlier page ended (its promise is gone). */
+  onRestoredEmit?: (outcome: RestoredEmit) => void;
+}
+
+/** An emit restored by `persist`: the receipt when the gateway accepted it, else the error. */
+export interface RestoredEmit {
+  id: string;
+  type: string;
+  data: unknown;
+  receipt?: EmitReceipt;
+  error?: ChannelError;
 }
 
 export interface EmitOptions {
@@ -113,6 +132,9 @@ export declare class EventChannel<E extends EventMap = EventMap> {
   readonly state: ConnectionState;
   readonly transport: Transport | null;
   readonly lastSeq: string | null;
+  /** With `share`: whether this tab holds the connection (`'leader'`) or uses another tab's
+   * (`'follower'`); false or absent when it has a connection of its own. */
+  readonly shared?: 'leader' | 'follower' | false;
   onState(listener: (state: ConnectionState, info: StateInfo) => void): () => void;
   /** Errors not tied to one emit: malformed frames, handler exceptions, refused subscriptions. Defaults to `console.error`. */
   onError(listener: (error: ChannelError) => void): () => void;

@@ -5,6 +5,7 @@ import { initSync, open as openChannel, call, io } from './eventwire_channel.js'
 // The same module the glue imports: scripts/build-client points this at
 // the glue's copy, so the bundle holds io.js once.
 import { Callbacks, failure } from './io.js';
+import { layer } from './share.js';
 
 let loading;
 
@@ -97,6 +98,7 @@ export class EventChannel {
 
   /** Connects, and resolves once the gateway has welcomed the channel. */
   static async connect(options) {
+    if (options.share || options.persist) return layer(options, EventChannel.connect);
     await load();
     const callbacks = new Callbacks();
     const h = open(options, callbacks);

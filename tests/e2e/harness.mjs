@@ -74,11 +74,22 @@ export async function startGateway(...args) {
  * starts it again on the same port, data dir and flags.
  */
 export async function restartGateway(url, { graceful = false } = {}) {
+  await stopGateway(url, { graceful });
+  await startAgain(url);
+}
+
+/** Stops the gateway at `url` (SIGKILL, or SIGTERM when `graceful`); `startAgain` brings it back. */
+export async function stopGateway(url, { graceful = false } = {}) {
   const gw = gateways.get(url);
   const exited = new Promise((r) => gw.child.once('exit', r));
   gw.child.kill(graceful ? 'SIGTERM' : 'SIGKILL');
   await exited;
   children.delete(gw.child);
+}
+
+/** Starts the stopped gateway at `url` again, on the same port, data dir and flags. */
+export async function startAgain(url) {
+  const gw = gateways.get(url);
   gw.child = spawnGateway(gw.port, gw.args);
   await eventually('the restarted gateway', async () => (await fetch(`${url}/readyz`)).ok);
 }

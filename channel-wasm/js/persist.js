@@ -1,0 +1,105 @@
+// `persist: true`: the emits of a tab not yet accepted by the gateway, kept
+// in IndexedDB so that a reload, or another tab of the app, sends them again
+// with their own ids (the gateway's dedupe then makes each exactly-once).
+// Used by share.js, which owns the emit path; this file only stores.
+
+const locks = globalThis.navigator?.locks;
+
+/** The lock each tab holds while it lives: a record whose owner's lock is
+ * free belongs to a tab that is gone (reloaded, closed, crashed). */
+const TAB = 'eventwire tab ';
+
+const done = (r) =>
+  new Promise((ok, ko) => {
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => ko(r.error);
+  });
+
+/**
+ * The outbox of `scope` (origin, gateway and identity, from share.js) for
+ * the tab `me`. `fail(error)` is called once, when IndexedDB is missing or
+ * refuses a write (quota, private mode): from then on nothing is stored and
+ * emits go out from memory only, as without `persist`.
+ */
+export function outbox(scope, me, fail) {
+  const stop = new AbortController();
+  const watched = new Set();
+  const broken = (e) => db && ((db = null), fail(e));
+  let db = Promise.resolve().then(() => {
+    const r = indexedDB.open('eventwire');
+    r.onupgradeneeded = () => r.result.createObjectStore('outbox', { keyPath: 'k' });
+    return done(r);
+  });
+  db.catch(broken);
+  /** Runs `f(store)` in one transaction; settles once it has committed.
+   * Any failure turns storage off for this tab. */
+  const tx = (f) =>
+    db
+      ?.then(
+        (d) =>
+          new Promise((ok, ko) => {
+            const t = d.transaction('outbox', 'readwrite');
+            f(t.objectStore('outbox'));
+            t.oncomplete = ok;
+            t.onerror = t.onabort = () => ko(t.error);
+          }),
+      )
+      .catch(broken);
+  locks
+    ?.request(TAB + me, { signal: stop.signal }, () => new Promise((r) => (stop.signal.onabort = r)))
+    .catch(() => {});
+
+  /** Takes over the records of tabs that are gone and hands each to
+   * `send`; waits for the lock of each tab still alive, to take over its
+   * records when it goes. Under one lock, so two tabs never take the same. */
+  const restore = (send) => {
+    const claim = async () => {
+      const held = new Set(locks ? (await locks.query()).held.map((l) => l.name) : []);
+      const out = [];
+      const alive = [];
+      await tx((s) => {
+        s.getAll().onsuccess = (e) => {
+          for (const r of e.target.result) {
+            if (r.s != scope || r.owner == me) continue;
+            if (held.has(TAB + r.owner)) alive.push(r.owner);
+            else {
+              r.owner = me;
+              s.put(r);
+              out.push(r);
+            }
+          }
+        };
+      });
+      for (const r of out) send({ id: r.id, type: r.type, data: JSON.parse(r.d), o: r.o });
+      for (const o of alive) {
+        if (watched.has(o)) continue;
+        watched.add(o);
+        locks.request(TAB + o, { signal: stop.signal }, () => restore(send)).catch(() => {});
+      }
+    };
+    return locks ? locks.request('eventwire restore', claim) : claim();
+  };
+
+  return {
+    /** Stores `recs` (`{ id, type, data, o }`); resolves once they are on
+     * disk, or storage has failed. An emit whose data JSON cannot hold is
+     * not stored (the channel rejects it anyway). */
+    put: (recs) =>
+      tx((s) => {
+        for (const { id, type, data, o } of recs) {
+          let d;
+          try {
+            d = JSON.stringify(data);
+          } catch {}
+          if (d !== undefined) s.put({ k: scope + ' ' + id, s: scope, owner: me, id, type, d, o });
+        }
+      }),
+    del: (id) => tx((s) => s.delete(scope + ' ' + id)),
+    restore,
+    close() {
+      stop.abort();
+      db?.then((d) => d.close());
+      db = null;
+    },
+  };
+}

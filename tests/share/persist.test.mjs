@@ -1,0 +1,60 @@
+// `persist: true` in headless Chromium: emits made while the gateway is
+// down survive a reload and reach a consumer group exactly once; without
+// IndexedDB the channel says so once and keeps them in memory.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startGateway, stopGateway, startAgain, eventually, shutdown } from '../e2e/harness.mjs';
+import { servePage, context, tab, createGroup, drainGroup, exactlyOnce } from './setup.mjs';
+
+const page = await servePage();
+after(async () => {
+  await shutdown();
+  await page.stop();
+});
+
+for (const share of [false, true]) {
+  test(`20 emits made while the gateway is down survive a reload (share: ${share})`, async () => {
+    const gw = await startGateway('--cors-origin', '*');
+    await createGroup(gw, 'worker', ['r.>']);
+    const ctx = await context();
+    const t = await tab(ctx, page.base, gw, { share, persist: true, connectTimeoutMs: 0 }, []);
+    await stopGateway(gw);
+    await t.evaluate(() => emit(20, 'down'));
+    // Each emit is on disk before it is sent: nothing has settled yet.
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(await t.evaluate(() => emits), []);
+    await t.reload();
+    await t.waitForFunction(() => window.ready);
+    const started = t.evaluate((share) => start({ share, persist: true, connectTimeoutMs: 0 }, []), share);
+    await new Promise((r) => setTimeout(r, 500));
+    await startAgain(gw);
+    await started;
+    const restored = await eventually('the 20 restored emits reported', async () => {
+      const r = await t.evaluate(() => restored);
+      return r.length >= 20 && r;
+    });
+    assert.ok(restored.every((r) => r.receipt && r.type == 'r.x'), JSON.stringify(restored[0]));
+    exactlyOnce(assert, restored.map((r) => r.id), 'down', 20, 'onRestoredEmit');
+    exactlyOnce(assert, await drainGroup(gw, 'worker'), 'down', 20, 'the worker');
+    // Settled emits leave the store: a second reload sends nothing again.
+    await t.reload();
+    await t.waitForFunction(() => window.ready);
+    await t.evaluate((share) => start({ share, persist: true }, []), share);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.deepEqual(await t.evaluate(() => restored), []);
+    await ctx.close();
+  });
+}
+
+test('without IndexedDB, persist falls back to memory and says so once', async () => {
+  const gw = await startGateway('--cors-origin', '*');
+  await createGroup(gw, 'worker', ['r.>']);
+  const ctx = await context(() => Object.defineProperty(window, 'indexedDB', { get: () => undefined }));
+  const t = await tab(ctx, page.base, gw, { persist: true }, []);
+  await t.evaluate(() => emit(3, 'mem'));
+  await eventually('the emits accepted', async () => (await t.evaluate(() => emits)).length == 3);
+  assert.deepEqual((await t.evaluate(() => emits)).sort(), ['mem-0', 'mem-1', 'mem-2']);
+  assert.deepEqual(await t.evaluate(() => errors), ['persist_unavailable']);
+  exactlyOnce(assert, await drainGroup(gw, 'worker', 500), 'mem', 3, 'the worker');
+  await ctx.close();
+});
