@@ -1,10 +1,7 @@
 // eventwire: the typed EventChannel for browsers. The logic is Rust compiled
 // to WebAssembly (eventwire_channel_bg.wasm); this file loads it on first use
 // and gives it the shape index.d.ts describes.
-import { initSync, open as openChannel, call, io } from './eventwire_channel.js';
-// The same module the glue imports: scripts/build-client points this at
-// the glue's copy, so the bundle holds io.js once.
-import { Callbacks, failure } from './io.js';
+import { Side, bind, failure, imports, put, uuid } from './io.js';
 import { layer } from './share.js';
 
 let loading;
@@ -13,9 +10,7 @@ let loading;
  * Under Node the module sits beside this file as a file: URL, which Node's
  * fetch cannot read: the bytes come from disk instead. getBuiltinModule
  * (Node 20.16+) keeps bundlers from seeing a Node import in browser builds.
- * The module is compiled here and instantiated with the glue's `initSync`,
- * so the glue's own loader (streaming with a MIME-type fallback, about
- * 1 KB for a module this small) stays out of the bundle. */
+ * The module imports the glue's functions (io.js) and nothing else. */
 function load() {
   if (!loading) {
     const url = new URL('./eventwire_channel_bg.wasm', import.meta.url);
@@ -26,7 +21,7 @@ function load() {
           if (!r.ok) throw Error(`eventwire: fetching ${url} failed: ${r.status}`);
           return r.arrayBuffer();
         });
-    loading = bytes.then((b) => WebAssembly.compile(b)).then((module) => initSync({ module }));
+    loading = bytes.then((b) => WebAssembly.instantiate(b, { e: imports })).then((r) => (w = bind(r.instance.exports)));
   }
   return loading;
 }
@@ -36,7 +31,7 @@ const has = (name) => typeof globalThis[name] == 'function';
 /** The `transport` option, as the number `Channel` takes. */
 const KINDS = ['auto', 'websocket', 'sse'];
 
-/** The `op`s of the wasm's `call` (exports.rs, `mod op`). */
+/** The `op`s of the wasm's `c` export (exports.rs, `mod op`). */
 const START = 0,
   SUBSCRIBE = 1,
   UNSUBSCRIBE = 2,
@@ -56,11 +51,15 @@ function transportFor(t = 'auto') {
 
 const badRequest = (message) => failure('bad_request', message);
 
+/** The wasm's `c`: `op` on channel `h`, with a number and strings. */
+const call = (h, op, a, strings = []) => w.c(h, op, a, ...put(strings));
+let w;
+
 /** Reads and checks the `connect` options into a channel (not started);
- * answers its handle. Patterns, in `topics` as everywhere, are checked by
+ * answers its JS side. Patterns, in `topics` as everywhere, are checked by
  * the Rust side, which shares the gateway's grammar. */
-function open(options, callbacks) {
-  const { url, topics = [] } = options;
+function open(options) {
+  const { url, topics = [], token } = options;
   if (typeof url != 'string') throw badRequest("`url` (the gateway's base URL) is required");
   if (!/^https?:\/\//.test(url)) throw badRequest('`url` must start with http:// or https://');
   if (!Array.isArray(topics)) throw badRequest('`topics` must be an array of patterns');
@@ -68,40 +67,46 @@ function open(options, callbacks) {
   if (kind < 0) throw badRequest("`transport` must be 'auto', 'websocket' or 'sse'");
   // NaN stands for "not given": the Rust side takes its default.
   const numbers = [options.minBackoffMs, options.maxBackoffMs, options.outboxSize, options.attemptTimeoutMs];
-  // Every browser signal goes back to the wasm with this channel's handle.
-  const signal = (tag, n, data, status) => io(h, tag, n, data, status);
-  const h = openChannel(url.replace(/\/+$/, ''), kind, ...numbers.map((n) => n ?? NaN), options.token, callbacks, signal);
+  const fn = typeof token == 'function';
+  const h = w.o(kind, ...numbers.map((n) => n ?? NaN), fn, ...put([url.replace(/\/+$/, ''), uuid(), token]));
+  const side = new Side(h, token);
   try {
-    for (const t of topics) call(h, SUBSCRIBE, t);
+    for (const t of topics) subscribe(side, t);
   } catch (e) {
     call(h, CLOSE);
     throw e;
   }
-  return h;
+  return side;
+}
+
+/** Adds `pattern`, with `handler` if it is a function; answers the id. */
+function subscribe(side, pattern, handler) {
+  const f = typeof handler == 'function';
+  const id = call(side.h, SUBSCRIBE, f, [pattern]);
+  if (!id) throw side.thrown;
+  if (f) side.handlers.set(id, handler);
+  return id;
 }
 
 /** Until `close`, the channel lives on in the wasm like the socket it
  * holds, whether or not the app keeps this object. */
 export class EventChannel {
-  #h;
-  #callbacks;
+  #side;
   #closed = false;
 
-  constructor(h, callbacks) {
-    this.#h = h;
-    this.#callbacks = callbacks;
+  constructor(side) {
+    this.#side = side;
   }
 
-  #call(op, a, b, c) {
-    return call(this.#h, op, a, b, c);
+  #call(op, a, strings) {
+    return call(this.#side.h, op, a, strings);
   }
 
   /** Connects, and resolves once the gateway has welcomed the channel. */
   static async connect(options) {
     if (options.share || options.persist) return layer(options, EventChannel.connect);
     await load();
-    const callbacks = new Callbacks();
-    const h = open(options, callbacks);
+    const side = open(options);
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
     await new Promise((resolve, reject) => {
       let timer;
@@ -109,7 +114,7 @@ export class EventChannel {
         clearTimeout(timer);
         off();
       };
-      const off = callbacks.listen(false, (state) => {
+      const off = side.listen(false, (state) => {
         if (state === 'open') {
           done();
           resolve();
@@ -121,51 +126,73 @@ export class EventChannel {
       if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
         timer = setTimeout(() => {
           done();
-          call(h, CLOSE);
+          call(side.h, CLOSE);
           reject(failure('connect_timeout', `no connection to ${options.url} within ${timeoutMs} ms`));
         }, timeoutMs);
       }
-      call(h, START);
+      call(side.h, START);
     });
-    return new EventChannel(h, callbacks);
+    return new EventChannel(side);
   }
 
   subscribe(pattern, handler) {
-    const id = this.#call(SUBSCRIBE, pattern, handler);
+    const id = subscribe(this.#side, pattern, handler);
     let on = true;
     return () => {
       if (on) {
         on = false;
+        this.#side.handlers.delete(id);
         this.#call(UNSUBSCRIBE, id);
       }
     };
   }
 
+  /** The envelope is built on the Rust side from the type, the id (made
+   * here when `options` has none), the options `correlationid`, `subject`
+   * and `source` in that order (outgoing.rs, `ENVELOPE_OPTIONS`), and the
+   * data as JSON. */
   emit(type, data, options) {
-    return this.#call(EMIT, type, data, options);
+    const [ref, promise] = this.#side.emit();
+    let json;
+    try {
+      // The wasm let a closed channel go.
+      if (this.#closed) throw failure('closed', 'the channel is closed');
+      json = JSON.stringify(data);
+    } catch (e) {
+      // A cycle, a BigInt.
+      this.#side.settle(ref, 1, e.code ? e : failure('invalid_event', e?.message ?? String(e)));
+      return promise;
+    }
+    let id = options?.id;
+    if (typeof id != 'string') id = uuid();
+    this.#call(EMIT, ref, [type, id, options?.correlationid, options?.subject, options?.source, json]);
+    return promise;
   }
 
-  // As last reported to `onState` listeners (`Callbacks.now`).
+  // As last reported to `onState` listeners.
   get state() {
-    return this.#callbacks.now[0];
+    return this.#side.now[0];
   }
 
   get transport() {
-    return this.#callbacks.now[1];
+    return this.#side.now[1];
   }
 
   /** The position of the last event delivered (opaque). After `close` the
    * wasm has let the channel go: the position it had then. */
   get lastSeq() {
-    return this.#closed ? this.#closed[0] : this.#call(LAST_SEQ);
+    if (this.#closed) return this.#closed[0];
+    this.#side.answer = null;
+    this.#call(LAST_SEQ);
+    return this.#side.answer;
   }
 
   onState(listener) {
-    return this.#callbacks.listen(false, listener);
+    return this.#side.listen(false, listener);
   }
 
   onError(listener) {
-    return this.#callbacks.listen(true, listener);
+    return this.#side.listen(true, listener);
   }
 
   async close() {

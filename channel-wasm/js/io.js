@@ -1,12 +1,11 @@
-// The eventwire client's browser glue, by hand: open and close a WebSocket
-// or an EventSource, POST an emit, run the timer, ask the token function,
-// and call the app back (`Callbacks`). No decisions are made here; every
-// signal goes to the channel's one function, cb(tag, n, data, status),
-// which index.js makes to call the wasm's `io` export, where the Rust side
-// (channel.rs) does the rest. One function instead of a closure per event
-// handler, and a few imports instead of one per browser method, keep the
-// package small. Tags: see `transport/mod.rs`. `n` is the connection generation (or, for a POST,
-// the emit's reference) so that the Rust side can ignore stale signals.
+// The eventwire client's browser glue, by hand: the wasm's imports (open
+// and close a WebSocket or an EventSource, send, POST, the timer, the token
+// function, and calling the app back) and the one way back in, `sig`.
+// No decisions are made here: every signal goes to the wasm's `i` export
+// with the channel's handle, a tag, a number (the connection generation,
+// or an emit's reference) and the few fields the Rust side reads
+// (src/abi.rs says how numbers and strings cross). Tags: src/transport.rs;
+// fields: src/frames.rs.
 
 const FRAME = 1;
 const WELCOME = 2;
@@ -15,124 +14,72 @@ const CLOSED = 4;
 const GONE = 5;
 const POSTED = 6;
 const TICK = 7;
+const FAILED = 12;
+const NOT_JSON = 13;
+const NOT_OBJECT = 14;
 
-/** The numbers `Callbacks.state` gets (channel.rs), as names. */
+/** The numbers the `state` import gets (channel.rs), as names. */
 const STATES = ['connecting', 'open', 'reconnecting', 'closed'];
 const TRANSPORTS = [null, 'websocket', 'sse'];
 
-/** A WebSocket: text frames and the close reason. Binary frames are not
- * part of the protocol; `error` is always followed by `close`. */
-export function openWebSocket(url, n, cb) {
-  return attempt(() => {
-    const s = new WebSocket(url);
-    s.onmessage = (e) => typeof e.data === 'string' && cb(FRAME, n, e.data, 0);
-    s.onclose = (e) => cb(GONE, n, e.reason, 0);
-    return s;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** The wasm's exports, once `bind` has run. */
+let w;
+/** The JS side of every channel, by handle. */
+const channels = [];
+
+export const bind = (exports) => (w = exports);
+
+/** Writes `strings` into the wasm's argument buffer and answers their
+ * lengths in bytes, -1 for what is not a string. */
+export function put(strings) {
+  let room = 0;
+  for (const s of strings) if (typeof s == 'string') room += s.length * 3;
+  const at = w.b(room);
+  const bytes = new Uint8Array(w.memory.buffer, at, room);
+  let used = 0;
+  return Array.from(strings, (s) => {
+    if (typeof s != 'string') return -1;
+    const n = encoder.encodeInto(s, bytes.subarray(used)).written;
+    used += n;
+    return n;
   });
 }
 
-/** An EventSource opened with `named=false&heartbeat=event`: events reach
- * `onmessage`, the control events their own listeners. Its own reconnect
- * is switched off by closing it on the first error: the channel reconnects
- * with backoff and resumes from its own position instead. */
-export function openEventSource(url, n, cb) {
-  return attempt(() => {
-    const s = new EventSource(url);
-    const on = (tag) => (e) => cb(tag, n, e.data, 0);
-    s.onmessage = on(FRAME);
-    s.addEventListener('$welcome', on(WELCOME));
-    s.addEventListener('$heartbeat', on(HEARTBEAT));
-    s.addEventListener('$close', (e) => {
-      s.close();
-      cb(CLOSED, n, e.data, 0);
-    });
-    s.onerror = () => {
-      s.close();
-      cb(GONE, n, undefined, 0);
-    };
-    return s;
-  });
+/** The string the wasm passed as a pointer and a length. */
+const text = (at, n) => decoder.decode(new Uint8Array(w.memory.buffer, at, n));
+
+/** Tells the wasm what happened to `ch`; `v` is the value it refers to,
+ * which stays here (the channel's current value). */
+function sig(ch, tag, n, v, a, b, c, strings = []) {
+  ch.v = v;
+  w.i(ch.h, tag, n, a, b, c, ...put(strings));
 }
 
-/** What `open` returns, or the message of what it threw (a malformed URL,
- * say): no exception crosses into wasm, so the glue needs no exception
- * handling (see `parse`). */
-function attempt(open) {
+/** One frame, in one call: `JSON.parse` here, and the fields every kind of
+ * frame might need (src/frames.rs, `field`) to the wasm, which decides
+ * what it is. The event envelope is a WebSocket frame's `event` or, on
+ * SSE, the frame itself. */
+function frame(ch, tag, n, data, sse) {
+  let v;
   try {
-    return open();
-  } catch (e) {
-    return String(e?.message ?? e);
-  }
-}
-
-/** Either transport: detach first, so one that was let go never reports. */
-export function close(t) {
-  t.onmessage = t.onclose = t.onerror = null;
-  t.close();
-}
-
-/** A socket that is closing drops the frame; its `close` requeues what
- * was in flight. */
-export function send(s, text) {
-  try {
-    s.send(text);
+    v = JSON.parse(data);
   } catch {}
-}
-
-/** `JSON.parse`, or undefined (which JSON cannot express) for text that
- * is not JSON. */
-export function parse(text) {
-  try {
-    return JSON.parse(text);
-  } catch {}
-}
-
-/** `JSON.stringify(data)`, or what it threw (a cycle, a BigInt). */
-export function stringify(data) {
-  try {
-    return JSON.stringify(data);
-  } catch (e) {
-    return e;
-  }
-}
-
-/** `o[key]`, and undefined for a key of something that is no object. */
-export const get = (o, key) => o?.[key];
-
-/** POSTs one envelope. `cb(POSTED, reference, body, status)`; status 0
- * when the network failed or the body was not JSON. */
-export function post(url, body, authorization, reference, cb) {
-  const headers = { 'content-type': 'application/json' };
-  if (authorization) headers.authorization = authorization;
-  fetch(url, { method: 'POST', headers, body })
-    .then((r) => r.json().then((b) => [b, r.status]))
-    .then(
-      ([b, status]) => cb(POSTED, reference, b, status),
-      () => cb(POSTED, reference, null, 0),
-    );
-}
-
-/** Calls the `token` option (a function, maybe async): `cb(tag, n, token)`
- * once it settles, `cb(tag + 1, n, error)` if it throws or rejects. */
-export function token(source, tag, n, cb) {
-  Promise.resolve()
-    .then(source)
-    .then(
-      (t) => cb(tag, n, t, 0),
-      (e) => cb(tag + 1, n, e, 0),
-    );
-}
-
-/** `cb(TICK)` after `ms`; returns the handle for `clearTimeout`. */
-export function wake(cb, ms) {
-  return setTimeout(cb, ms, TICK, 0, undefined, 0);
-}
-
-/** An event id: `crypto.randomUUID()` where the page is a secure context,
- * 32 random hex digits otherwise. */
-export function uuid() {
-  const hex = () => ((Math.random() * 2 ** 32) >>> 0).toString(16).padStart(8, '0');
-  return globalThis.crypto?.randomUUID?.() ?? hex() + hex() + hex() + hex();
+  if (!v || typeof v != 'object') return sig(ch, tag == CLOSED ? tag : v === undefined ? NOT_JSON : NOT_OBJECT, n);
+  const e = sse ? v : (v.event ?? v);
+  sig(ch, tag, n, e, v.heartbeat_ms, v.max_event_bytes, v.recovered, [
+    v.op,
+    e.id,
+    e.source,
+    e.type,
+    e.seq,
+    v.ref,
+    v.code,
+    v.message,
+    v.position,
+  ]);
 }
 
 /** An `Error` with a `code`, which every rejection and `onError` carries. */
@@ -143,13 +90,145 @@ export function failure(code, message, ...cause) {
   return e;
 }
 
-/** The app's side of one channel: the `onState` and `onError` listeners,
- * the handler functions by id (the Rust side keeps their patterns and says
- * which ids an event goes to), the promises of emits waiting for the
- * gateway, and the isolation of everything the app passed in. The Rust
- * side decides what to say and when; this only says it. */
-export class Callbacks {
-  constructor() {
+/** An event id: `crypto.randomUUID()` where the page is a secure context,
+ * 32 random hex digits otherwise. */
+export function uuid() {
+  const hex = () => ((Math.random() * 2 ** 32) >>> 0).toString(16).padStart(8, '0');
+  return globalThis.crypto?.randomUUID?.() ?? hex() + hex() + hex() + hex();
+}
+
+/** The wasm's imports (src/abi.rs names each letter). */
+export const imports = {
+  n: Date.now,
+  r: Math.random,
+  /** Opens a WebSocket (`kind` 0) or an EventSource opened with
+   * `named=false&heartbeat=event` (1): events reach `onmessage`, the
+   * control events their own listeners. EventSource's own reconnect is
+   * switched off by closing it on the first error: the channel reconnects
+   * with backoff and resumes from its own position instead. */
+  o(h, kind, n, at, len) {
+    const ch = channels[h];
+    try {
+      if (kind) {
+        const s = (ch.t = new EventSource(text(at, len)));
+        const on = (tag) => (e) => frame(ch, tag, n, e.data, 1);
+        s.onmessage = on(FRAME);
+        s.addEventListener('$welcome', on(WELCOME));
+        s.addEventListener('$heartbeat', () => sig(ch, HEARTBEAT, n));
+        s.addEventListener('$close', (e) => {
+          s.close();
+          frame(ch, CLOSED, n, e.data, 1);
+        });
+        s.onerror = () => {
+          s.close();
+          sig(ch, GONE, n);
+        };
+      } else {
+        // Binary frames are not part of the protocol; `error` is always
+        // followed by `close`, whose reason is the gateway's code.
+        const s = (ch.t = new WebSocket(text(at, len)));
+        s.onmessage = (e) => typeof e.data == 'string' && frame(ch, FRAME, n, e.data);
+        s.onclose = (e) => sig(ch, GONE, n, 0, 0, 0, 0, [, , , , , , e.reason]);
+      }
+    } catch (e) {
+      // A malformed URL, say: no exception crosses into wasm.
+      sig(ch, FAILED, n, 0, 0, 0, 0, [, , , , , , , String(e?.message ?? e)]);
+    }
+  },
+  /** A socket that is closing drops the frame; its `close` requeues what
+   * was in flight. */
+  s(h, at, len) {
+    try {
+      channels[h].t.send(text(at, len));
+    } catch {}
+  },
+  /** Either transport: detach first, so one that was let go never reports. */
+  x(h) {
+    const t = channels[h].t;
+    channels[h].t = null;
+    if (t) {
+      t.onmessage = t.onclose = t.onerror = null;
+      t.close();
+    }
+  },
+  /** POSTs one envelope; status 0 when the network failed or the answer
+   * was not JSON. */
+  p(h, ref, url, urlLen, body, bodyLen, auth, authLen) {
+    const ch = channels[h];
+    const headers = { 'content-type': 'application/json' };
+    if (authLen) headers.authorization = text(auth, authLen);
+    fetch(text(url, urlLen), { method: 'POST', headers, body: text(body, bodyLen) })
+      .then((r) => r.json().then((b) => [b, r.status]))
+      .then(
+        ([b, status]) => sig(ch, POSTED, ref, b, status, 0, 0, [, , , , , , b?.error?.code, b?.error?.message]),
+        () => sig(ch, POSTED, ref, null, 0),
+      );
+  },
+  /** Calls the `token` option (a function, maybe async): `tag` with the
+   * token once it settles, `tag + 1` with what it threw. */
+  t(h, tag, n) {
+    const ch = channels[h];
+    Promise.resolve()
+      .then(ch.token)
+      .then(
+        (t) => sig(ch, tag, n, 0, 0, 0, 0, [t]),
+        (e) => sig(ch, tag + 1, n, e),
+      );
+  },
+  /** `TICK` after `ms`, instead of the pending one; a negative `ms` only
+   * cancels. */
+  w(h, ms) {
+    const ch = channels[h];
+    clearTimeout(ch.timer);
+    if (ms >= 0) ch.timer = setTimeout(sig, ms, ch, TICK, 0);
+  },
+  /** A state change, to a copy of the listeners: one may add or remove
+   * listeners while it runs. */
+  c(h, s, t, attempt, recovered, delayMs) {
+    const ch = channels[h];
+    const state = STATES[s];
+    const info = { transport: TRANSPORTS[t], attempt };
+    if (recovered < 2) info.recovered = !!recovered;
+    if (delayMs === delayMs) info.delayMs = delayMs; // not NaN
+    ch.now = [state, info.transport];
+    for (const f of [...ch.states.values()]) ch.call(f, state, info);
+  },
+  /** Calls handler `id` with the event, unless it was unsubscribed meanwhile. */
+  d(h, id) {
+    const ch = channels[h];
+    const f = ch.handlers.get(id);
+    f && ch.call(f, ch.v);
+  },
+  /** The current value is the gateway's receipt: an ack frame or a POST's answer. */
+  a(h, ref) {
+    const r = channels[h].v;
+    channels[h].settle(ref, 0, { id: r.id, seq: r.seq, duplicate: r.duplicate === true });
+  },
+  /** An error: an emit's rejection, for the `onError` listeners (-1), or
+   * what the call in progress throws (-2). */
+  f(h, ref, code, codeLen, message, messageLen) {
+    const ch = channels[h];
+    const e = failure(text(code, codeLen), text(message, messageLen));
+    ref == -1 ? ch.report(e) : ref == -2 ? (ch.thrown = e) : ch.settle(ref, 1, e);
+  },
+  g(h) {
+    channels[h].report(channels[h].v);
+  },
+  q(h, at, len) {
+    channels[h].answer = text(at, len);
+  },
+};
+
+/** The JS side of one channel: its transport and timer, the `token`
+ * option, the `onState` and `onError` listeners, the handler functions by
+ * id (the Rust side keeps their patterns and says which ids an event goes
+ * to), the promises of emits waiting for the gateway, and the isolation of
+ * everything the app passed in. The Rust side decides what to say and
+ * when; this only says it. */
+export class Side {
+  constructor(h, token) {
+    this.h = h;
+    this.token = token;
     /** The state and transport last reported, for the `EventChannel` getters. */
     this.now = ['connecting', null];
     this.states = new Map();
@@ -157,16 +236,7 @@ export class Callbacks {
     this.pending = new Map();
     this.handlers = new Map();
     this.n = 0;
-  }
-
-  handler(id, f) {
-    f ? this.handlers.set(id, f) : this.handlers.delete(id);
-  }
-
-  /** Calls handler `id`, unless it was unsubscribed meanwhile. */
-  handle(id, event) {
-    const f = this.handlers.get(id);
-    f && this.call(f, event);
+    channels[h] = this;
   }
 
   /** Adds an `onState` (or, with `errors`, an `onError`) listener; returns
@@ -188,17 +258,6 @@ export class Callbacks {
     }
   }
 
-  /** A state change, to a copy of the listeners: one may add or remove
-   * listeners while it runs. */
-  state(s, t, attempt, recovered, delayMs) {
-    const state = STATES[s];
-    const info = { transport: TRANSPORTS[t], attempt };
-    if (recovered < 2) info.recovered = !!recovered;
-    if (delayMs === delayMs) info.delayMs = delayMs; // not NaN
-    this.now = [state, info.transport];
-    for (const f of [...this.states.values()]) this.call(f, state, info);
-  }
-
   /** To every `onError` listener, or to `console.error` when there is none. */
   report(e) {
     const listeners = [...this.errors.values()];
@@ -212,27 +271,16 @@ export class Callbacks {
     }
   }
 
-  error(code, message) {
-    this.report(failure(code, message));
+  /** The promise of a new emit and its reference, settled by `settle`. */
+  emit() {
+    const ref = ++this.n;
+    return [ref, new Promise((resolve, reject) => this.pending.set(ref, [resolve, reject]))];
   }
 
-  /** The promise of emit `ref`, settled by `resolve` or `reject`. */
-  emit(ref) {
-    return new Promise((resolve, reject) => this.pending.set(ref, [resolve, reject]));
-  }
-
-  #take(ref) {
+  /** Resolves (`how` 0) or rejects (1) emit `ref`. */
+  settle(ref, how, value) {
     const p = this.pending.get(ref);
     this.pending.delete(ref);
-    return p;
-  }
-
-  /** `r` is the gateway's receipt: an ack frame or a POST's answer. */
-  resolve(ref, r) {
-    this.#take(ref)?.[0]({ id: r.id, seq: r.seq, duplicate: r.duplicate === true });
-  }
-
-  reject(ref, code, message) {
-    this.#take(ref)?.[1](failure(code, message));
+    p?.[how](value);
   }
 }

@@ -1,113 +1,36 @@
-//! One channel in the browser: it owns the browser resources (transports,
-//! the timer, JS callbacks) and feeds the [`Machine`], carrying out its
-//! actions. `exports.rs` hands it to `js/index.js`.
+//! One channel in the browser: it feeds the [`Machine`] what the glue
+//! reports and carries out its actions through the glue's imports
+//! (`abi.rs`). `exports.rs` hands it to `js/index.js`.
 //!
-//! Everything the browser reports comes through one JS function per
-//! channel, `io(tag, n, data, status)` (see `js/io.js` and
-//! `transport::tag`), which calls [`Channel::io`]: not a closure per
-//! transport event, and no Rust closure at all (`index.js` makes the
-//! function; it calls the wasm's `io` export with the channel's handle).
+//! Everything the browser reports comes in through one export, `io`, as a
+//! tag, a number (the connection generation, or an emit's reference) and
+//! the fields of a [`Signal`]: not a callback per transport event.
 //!
 //! Re-entrancy: a handler may call `emit`, `subscribe` or `close` while an
 //! event is being delivered. The machine is never borrowed while JS runs:
 //! `feed` takes the actions out first and only then performs them.
 
+use crate::abi;
 use crate::cell::{read, write};
-use crate::frames::{self, Malformed};
+use crate::frames::{self, Malformed, Signal, field};
+use crate::http::{self, PostOutcome};
 use crate::machine::{Action, Config, Emit, Input, Kind, Machine, Preference, code};
 use crate::outgoing;
 use crate::prelude::*;
-use crate::transport::http::{self, PostOutcome};
-use crate::transport::{Signal, Transport, tag};
-use alloc::rc::Rc;
+use crate::transport::tag;
 use core::cell::{Cell, RefCell};
 use eventwire_protocol::{ErrorCode, Pattern};
-use wasm_bindgen::prelude::*;
 
-#[wasm_bindgen(module = "/js/io.js")]
-extern "C" {
-    /// Calls the `token` function (it may return a promise); `io` gets
-    /// `(tag, generation, token)` once it settles, `tag + 1` on failure.
-    fn token(source: &JsValue, tag: u32, generation: u32, io: &JsValue);
-    /// `setTimeout(io, ms, TICK)`; returns the handle.
-    fn wake(io: &JsValue, ms: u32) -> f64;
-    /// An event id: `crypto.randomUUID()` where the page is a secure
-    /// context, 32 random hex digits otherwise.
-    /// (A JS string, read with `as_string`: a `String` return would bring
-    /// wasm-bindgen's boxed-slice conversion along.)
-    fn uuid() -> JsValue;
-    /// `JSON.stringify(data)`, or what it threw (a cycle, a BigInt).
-    fn stringify(data: &JsValue) -> JsValue;
-    /// An `Error` with a `code`, as every rejection and `onError` carries.
-    fn failure(code: &str, message: &str) -> JsValue;
-
-    /// The app's side of a channel: listeners, pending emits' promises,
-    /// errors as `Error`s with a `code`, and calls that isolate what an
-    /// app function throws. `index.js` makes one per channel and keeps its
-    /// listeners; the channel only reports to it.
-    pub type Callbacks;
-    #[wasm_bindgen(constructor)]
-    pub fn new() -> Callbacks;
-    /// Adds an `onState` (or, with `errors`, an `onError`) listener;
-    /// returns the function that removes it.
-    #[wasm_bindgen(method)]
-    pub fn listen(this: &Callbacks, errors: bool, listener: &JsValue) -> JsValue;
-    /// Sets the function of handler `id`; undefined removes it.
-    #[wasm_bindgen(method)]
-    fn handler(this: &Callbacks, id: u32, f: &JsValue);
-    /// Calls handler `id` with `event`, if it is still there; a throw goes
-    /// to `onError` as `handler_error`.
-    #[wasm_bindgen(method)]
-    fn handle(this: &Callbacks, id: u32, event: &JsValue);
-    /// A state change, in numbers so that no names cross: `state` as
-    /// [`State`](crate::machine::State) counts (0 connecting … 3 closed),
-    /// `transport` 0 none, 1 WebSocket, 2 SSE, `recovered` 0 or 1 (2: not
-    /// said), `delay_ms` NaN when not said. `Callbacks` keeps the state and
-    /// transport for the `EventChannel` getters.
-    #[wasm_bindgen(method)]
-    fn state(
-        this: &Callbacks,
-        state: u32,
-        transport: u32,
-        attempt: u32,
-        recovered: u32,
-        delay_ms: f64,
-    );
-    /// Hands `e` to the `onError` listeners as it is.
-    #[wasm_bindgen(method)]
-    fn report(this: &Callbacks, e: &JsValue);
-    /// An `Error` with `code` to the `onError` listeners.
-    #[wasm_bindgen(method)]
-    fn error(this: &Callbacks, code: &str, message: &str);
-    /// The promise of emit `reference`.
-    #[wasm_bindgen(method)]
-    fn emit(this: &Callbacks, reference: f64) -> JsValue;
-    /// Resolves emit `reference` with the `id`, `seq` and `duplicate` of
-    /// the gateway's receipt (an ack frame or a POST's answer).
-    #[wasm_bindgen(method)]
-    fn resolve(this: &Callbacks, reference: f64, receipt: &JsValue);
-    #[wasm_bindgen(method)]
-    fn reject(this: &Callbacks, reference: f64, code: &str, message: &str);
-}
-
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_name = clearTimeout)]
-    fn clear_timeout(handle: f64);
-    #[wasm_bindgen(js_namespace = Date)]
-    fn now() -> f64;
-    #[wasm_bindgen(js_namespace = Math)]
-    fn random() -> f64;
-}
-
-use frames::get as opt;
-
-fn new_id() -> String {
-    uuid().as_string().unwrap_or_default()
-}
+/// The payload of an input or an action in the browser: the JS value the
+/// glue holds for the signal being handled (an event, an ack frame, a
+/// POST's answer). The machine's actions are carried out before that
+/// signal returns, so the value a `Deliver` or `Resolve` refers to is
+/// still the glue's current one; it never crosses into wasm.
+#[derive(Debug, PartialEq)]
+pub struct Current;
 
 /// A handler: its id and the pattern it was subscribed with. The function
-/// itself stays on the JS side (`Callbacks.handlers`), which calls it by id.
+/// itself stays on the JS side, which calls it by id.
 struct Handler {
     id: u32,
     pattern: Pattern,
@@ -120,18 +43,21 @@ struct Opening {
     since: Option<String>,
 }
 
-struct Inner {
-    machine: RefCell<Machine<JsValue>>,
+pub struct Channel {
+    /// The handle the glue keeps its side of this channel under.
+    h: u32,
+    machine: RefCell<Machine<Current>>,
     /// The gateway's base URL, without a trailing slash.
     base: String,
     /// This channel's random instance id, sent on every connection so the
     /// gateway ends a stale one at once (PROTOCOL §4.6).
     instance: String,
-    /// The `token` option: a string, a function returning one (or a promise
-    /// of one), or undefined.
-    token_source: JsValue,
+    /// The `token` option is a function (called on every connect), not a
+    /// fixed string.
+    token_fn: bool,
     token: RefCell<Option<String>>,
-    transport: RefCell<Option<Transport>>,
+    /// The transport open in the glue, if any.
+    transport: Cell<Option<Kind>>,
     /// A connect waiting for the token function.
     opening: RefCell<Option<Opening>>,
     /// Bumped whenever a transport is opened or let go; signals from an
@@ -141,291 +67,29 @@ struct Inner {
     /// that match, then calls them, so a handler may subscribe or
     /// unsubscribe while it runs.
     handlers: RefCell<Vec<Handler>>,
-    keys: frames::Keys,
-    callbacks: Callbacks,
-    /// The pending `setTimeout`: its handle and when it is due.
-    timer: Cell<Option<(f64, f64)>>,
-    /// The one function the browser side calls (see the module comment).
-    io: JsValue,
+    /// When the pending timer is due.
+    due: Cell<Option<f64>>,
     next_id: Cell<u32>,
-    next_ref: Cell<u64>,
-}
-
-impl Inner {
-    fn feed(self: &Rc<Self>, input: Input<JsValue>) {
-        let actions = write(&self.machine).handle(input, now(), random());
-        for a in actions {
-            self.perform(a);
-        }
-    }
-
-    fn perform(self: &Rc<Self>, action: Action<JsValue>) {
-        match action {
-            Action::Open {
-                kind,
-                topics,
-                since,
-            } => self.open(Opening {
-                kind,
-                topics,
-                since,
-            }),
-            Action::CloseTransport => self.let_go(),
-            Action::Send(text) => {
-                if let Some(t) = &*read(&self.transport) {
-                    t.send(&text);
-                }
-            }
-            Action::Post { reference, json } => {
-                let url = outgoing::events(&self.base);
-                let auth = read(&self.token).as_deref().map(outgoing::bearer);
-                http::post(&url, &json, auth.as_deref(), reference as f64, &self.io);
-            }
-            Action::Deliver { ty, payload } => self.deliver(&ty, &payload),
-            Action::Resolve { reference, receipt } => {
-                self.callbacks.resolve(reference as f64, &receipt)
-            }
-            Action::Reject {
-                reference,
-                code,
-                message,
-            } => self.callbacks.reject(reference as f64, &code, &message),
-            Action::Wake(ms) => self.wake_in(ms),
-            Action::State {
-                state,
-                transport,
-                recovered,
-                attempt,
-                delay_ms,
-            } => self.callbacks.state(
-                state as u32,
-                transport.map_or(0, |k| k as u32 + 1),
-                attempt,
-                recovered.map_or(2, u32::from),
-                delay_ms.unwrap_or(f64::NAN),
-            ),
-            Action::Error { code, message } => self.callbacks.error(&code, &message),
-            Action::Reauth => self.reauth(),
-        }
-    }
-
-    /// Lets the transport go: its late signals carry an old generation.
-    fn let_go(&self) {
-        self.generation.set(self.generation.get().wrapping_add(1));
-        if let Some(t) = write(&self.transport).take() {
-            t.close();
-        }
-    }
-
-    /// What the browser side reports (see the module comment).
-    fn on_io(self: &Rc<Self>, what: u32, n: f64, data: JsValue, status: u32) {
-        let current = n as u32 == self.generation.get();
-        match what {
-            tag::TICK => {
-                self.timer.set(None);
-                self.feed(Input::Tick);
-            }
-            tag::POSTED => self.posted(n as u64, status, data),
-            tag::TOKEN if current => {
-                *write(&self.token) = data.as_string();
-                if let Some(o) = write(&self.opening).take() {
-                    self.open_now(o);
-                }
-            }
-            tag::TOKEN_FAILED if current => {
-                self.callbacks.report(&data);
-                self.feed(Input::Closed { code: None });
-            }
-            tag::REAUTH if current => {
-                let Some(t) = data.as_string() else { return };
-                let frame = outgoing::auth(&t);
-                *write(&self.token) = Some(t);
-                if let Some(tr) = &*read(&self.transport) {
-                    tr.send(&frame);
-                }
-            }
-            tag::REAUTH_FAILED => self.callbacks.report(&data),
-            _ if current => {
-                let kind = read(&self.machine).transport();
-                if let (Some(kind), Some(signal)) = (kind, Signal::read(what, data)) {
-                    self.on_signal(kind, signal);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Asks the token function for a fresh token and sends it in band.
-    fn reauth(&self) {
-        if self.token_source.is_function() {
-            token(
-                &self.token_source,
-                tag::REAUTH,
-                self.generation.get(),
-                &self.io,
-            );
-        }
-        // A fixed token cannot be refreshed; the gateway will close.
-    }
-
-    /// Calls the handlers whose pattern matches `ty`. One that is
-    /// unsubscribed by an earlier one in the same delivery is not called
-    /// (`Callbacks.handle` finds no function for its id).
-    fn deliver(&self, ty: &str, payload: &JsValue) {
-        let mut ids = Vec::new();
-        for h in read(&self.handlers).iter() {
-            if h.pattern.matches(ty) {
-                ids.push(h.id);
-            }
-        }
-        for id in ids {
-            self.callbacks.handle(id, payload);
-        }
-    }
-
-    /// Makes sure the machine gets a `Tick` within `ms`. A timer already due
-    /// sooner is kept: the machine answers an early tick by asking for the
-    /// next one. So the liveness deadline, which moves with every event, does
-    /// not cost a `clearTimeout` + `setTimeout` per event.
-    fn wake_in(&self, ms: f64) {
-        let due = now() + ms;
-        if self.timer.get().is_some_and(|(_, at)| at <= due) {
-            return;
-        }
-        self.clear_timer();
-        let handle = wake(&self.io, ceil_ms(ms));
-        self.timer.set(Some((handle, due)));
-    }
-
-    /// Cancels the pending `setTimeout`, if any.
-    fn clear_timer(&self) {
-        if let Some((t, _)) = self.timer.take() {
-            clear_timeout(t);
-        }
-    }
-
-    /// Opens a transport once the token (if any) is known.
-    fn open(self: &Rc<Self>, o: Opening) {
-        self.let_go();
-        let source = &self.token_source;
-        if !source.is_function() {
-            *write(&self.token) = source.as_string();
-            return self.open_now(o);
-        }
-        // Called again on every connect, so a refreshed token is used.
-        *write(&self.opening) = Some(o);
-        token(source, tag::TOKEN, self.generation.get(), &self.io);
-    }
-
-    fn open_now(self: &Rc<Self>, o: Opening) {
-        let token = read(&self.token).clone();
-        let url = match o.kind {
-            Kind::WebSocket => outgoing::websocket(&self.base, &self.instance, token.as_deref()),
-            Kind::Sse => outgoing::sse(
-                &self.base,
-                &self.instance,
-                &o.topics,
-                o.since.as_deref(),
-                token.as_deref(),
-            ),
-        };
-        match Transport::open(o.kind, &url, self.generation.get(), &self.io) {
-            Ok(t) => *write(&self.transport) = Some(t),
-            Err(e) => {
-                self.callbacks.error(code::TRANSPORT, &e);
-                self.feed(Input::Closed { code: None });
-            }
-        }
-    }
-
-    fn on_signal(self: &Rc<Self>, kind: Kind, signal: Signal) {
-        let parsed = match (signal, kind) {
-            (Signal::Closed(code), _) => {
-                self.let_go();
-                Ok(Input::Closed { code })
-            }
-            (Signal::Heartbeat, _) => Ok(Input::Heard),
-            (Signal::Welcome(data), _) => frames::sse_welcome(&data),
-            (Signal::Frame(data), Kind::Sse) => frames::sse_message(&data, &self.keys),
-            (Signal::Frame(data), Kind::WebSocket) => frames::ws_frame(&data, &self.keys),
-        };
-        match parsed {
-            Ok(input) => self.feed(input),
-            Err(Malformed(why)) => {
-                // The connection is alive; only this frame is unusable.
-                self.feed(Input::Heard);
-                self.callbacks.error(code::MALFORMED_FRAME, why);
-            }
-        }
-    }
-
-    /// The answer to an SSE emit's POST.
-    fn posted(self: &Rc<Self>, reference: u64, status: u32, body: JsValue) {
-        let input = match http::outcome(status, body) {
-            PostOutcome::Accepted(receipt) => Input::Ack { reference, receipt },
-            // An expired token is not the event's fault: get a fresh one
-            // and send the event again.
-            PostOutcome::Refused(code, _) if code == "token_expired" => {
-                self.reauth();
-                Input::PostFailed { reference }
-            }
-            PostOutcome::Refused(code, message) => Input::Refused {
-                reference: Some(reference),
-                code,
-                message,
-            },
-            PostOutcome::Failed => Input::PostFailed { reference },
-        };
-        self.feed(input);
-    }
-}
-
-/// Whole milliseconds, rounded up (`f64::ceil` is not in `core`): a
-/// browser truncates a `setTimeout` delay, which would wake the machine
-/// just before its deadline.
-fn ceil_ms(ms: f64) -> u32 {
-    let whole = ms as u32;
-    if (whole as f64) < ms {
-        whole.saturating_add(1)
-    } else {
-        whole
-    }
-}
-
-/// The message of what JS threw: an `Error`'s, or the thing itself.
-fn js_err_message(e: &JsValue) -> String {
-    opt(e, "message")
-        .as_string()
-        .or_else(|| e.as_string())
-        .unwrap_or_default()
-}
-
-/// The raw channel. `js/index.js` reads the `connect` options and wraps
-/// it as the typed `EventChannel`, through the exports in `exports.rs`;
-/// the browser tests use it directly.
-pub struct Channel {
-    inner: Rc<Inner>,
 }
 
 impl Channel {
     /// A channel to the gateway at `base` (`http://` or `https://`, no
     /// trailing slash), with the options `index.js` has read and checked:
     /// `transport` 0 auto, 1 WebSocket, 2 SSE; a number that is NaN takes
-    /// its default; `token` is a string, a function returning one (or a
-    /// promise of one), or undefined. `io` is the function every signal
-    /// goes to, which must call [`Channel::io`] on this channel (`index.js`
-    /// makes it). Nothing happens on the network until `start`.
+    /// its default; `token` a fixed token, or `token_fn` when it is a
+    /// function. Nothing happens on the network until `START`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        base: String,
+        h: u32,
+        base: &str,
+        instance: &str,
         transport: u32,
         min_backoff_ms: f64,
         max_backoff_ms: f64,
         outbox_size: f64,
         attempt_timeout_ms: f64,
-        token: JsValue,
-        callbacks: Callbacks,
-        io: JsValue,
+        token: Option<&str>,
+        token_fn: bool,
     ) -> Channel {
         let or = |n: f64, default: f64| if n.is_nan() { default } else { n };
         let defaults = Config::default();
@@ -441,114 +105,309 @@ impl Channel {
             connect_timeout_ms: or(attempt_timeout_ms, defaults.connect_timeout_ms),
             dedupe_ids: defaults.dedupe_ids,
         };
-        let inner = Rc::new(Inner {
+        Channel {
+            h,
             machine: RefCell::new(Machine::new(cfg, Vec::new())),
-            base,
-            instance: new_id(),
-            token_source: token,
-            token: RefCell::new(None),
-            transport: RefCell::new(None),
+            base: base.to_owned(),
+            instance: instance.to_owned(),
+            token_fn,
+            token: RefCell::new(token.map(str::to_owned)),
+            transport: Cell::new(None),
             opening: RefCell::new(None),
             generation: Cell::new(0),
             handlers: RefCell::new(Vec::new()),
-            keys: frames::Keys::default(),
-            callbacks,
-            timer: Cell::new(None),
-            io,
+            due: Cell::new(None),
             next_id: Cell::new(1),
-            next_ref: Cell::new(1),
-        });
-        Channel { inner }
+        }
     }
 
-    /// Emits an event; resolves with `{id, seq, duplicate}` once the gateway
-    /// has accepted it, or rejects with an `Error` that has a `code`.
-    /// `options` may set the event's `id`, `correlationid`, `subject` and
-    /// `source`.
-    pub fn emit(&self, ty: &str, data: &JsValue, options: &JsValue) -> JsValue {
-        let reference = self.inner.next_ref.get();
-        self.inner.next_ref.set(reference + 1);
-        let id = opt(options, "id").as_string().unwrap_or_else(new_id);
-        let mut set_options = Vec::new();
-        for name in outgoing::ENVELOPE_OPTIONS {
-            if let Some(v) = opt(options, name).as_string() {
-                set_options.push((name, v));
+    pub fn feed(&self, input: Input<Current>) {
+        let actions = write(&self.machine).handle(input, abi::now(), abi::random());
+        for a in actions {
+            self.perform(a);
+        }
+    }
+
+    fn perform(&self, action: Action<Current>) {
+        let h = self.h;
+        match action {
+            Action::Open {
+                kind,
+                topics,
+                since,
+            } => self.open(Opening {
+                kind,
+                topics,
+                since,
+            }),
+            Action::CloseTransport => self.let_go(),
+            Action::Send(text) => self.send(&text),
+            Action::Post { reference, json } => {
+                let url = outgoing::events(&self.base);
+                let auth = read(&self.token).as_deref().map(outgoing::bearer);
+                abi::post(h, reference as f64, &url, &json, auth.as_deref().unwrap_or(""));
+            }
+            Action::Deliver { ty, .. } => self.deliver(&ty),
+            Action::Resolve { reference, .. } => abi::resolve(h, reference as f64),
+            Action::Reject {
+                reference,
+                code,
+                message,
+            } => abi::failure(h, reference as f64, &code, &message),
+            Action::Wake(ms) => self.wake_in(ms),
+            Action::State {
+                state,
+                transport,
+                recovered,
+                attempt,
+                delay_ms,
+            } => abi::state(
+                h,
+                state as u32,
+                transport.map_or(0, |k| k as u32 + 1),
+                attempt,
+                recovered.map_or(2, u32::from),
+                delay_ms.unwrap_or(f64::NAN),
+            ),
+            Action::Error { code, message } => {
+                abi::failure(h, abi::TO_LISTENERS, &code, &message)
+            }
+            Action::Reauth => self.reauth(),
+        }
+    }
+
+    /// A WebSocket text frame, if a WebSocket is open (an SSE transport
+    /// only receives).
+    fn send(&self, text: &str) {
+        if self.transport.get() == Some(Kind::WebSocket) {
+            abi::send(self.h, text);
+        }
+    }
+
+    /// Lets the transport go: its late signals carry an old generation.
+    fn let_go(&self) {
+        self.generation.set(self.generation.get().wrapping_add(1));
+        if self.transport.take().is_some() {
+            abi::close(self.h);
+        }
+    }
+
+    /// What the glue reports (see the module comment).
+    pub fn io(&self, what: u32, n: f64, signal: Signal) {
+        let current = n as u32 == self.generation.get();
+        match what {
+            tag::TICK => {
+                self.due.set(None);
+                self.feed(Input::Tick);
+            }
+            tag::POSTED => self.posted(n as u64, &signal),
+            tag::TOKEN if current => {
+                *write(&self.token) = signal.get(field::TOKEN).map(str::to_owned);
+                let opening = write(&self.opening).take();
+                if let Some(o) = opening {
+                    self.open_now(o);
+                }
+            }
+            tag::TOKEN_FAILED if current => {
+                abi::report(self.h);
+                self.feed(Input::Closed { code: None });
+            }
+            tag::REAUTH if current => {
+                let Some(t) = signal.get(field::TOKEN) else {
+                    return;
+                };
+                *write(&self.token) = Some(t.to_owned());
+                self.send(&outgoing::auth(t));
+            }
+            tag::REAUTH_FAILED => abi::report(self.h),
+            _ if current => {
+                // Read first: the machine must not be borrowed while the
+                // signal is handled.
+                let kind = read(&self.machine).transport();
+                if let Some(kind) = kind {
+                    self.on_signal(kind, what, &signal);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Asks the token function for a fresh token and sends it in band.
+    fn reauth(&self) {
+        if self.token_fn {
+            abi::token(self.h, tag::REAUTH, self.generation.get());
+        }
+        // A fixed token cannot be refreshed; the gateway will close.
+    }
+
+    /// Calls the handlers whose pattern matches `ty`. One that is
+    /// unsubscribed by an earlier one in the same delivery is not called
+    /// (the glue finds no function for its id).
+    fn deliver(&self, ty: &str) {
+        let mut ids = Vec::new();
+        for h in read(&self.handlers).iter() {
+            if h.pattern.matches(ty) {
+                ids.push(h.id);
             }
         }
-        let promise = self.inner.callbacks.emit(reference as f64);
-        let json = stringify(data);
-        let data = json.as_string();
-        if data.is_none() && !json.is_undefined() {
-            self.inner
-                .callbacks
-                .reject(reference as f64, "invalid_event", &js_err_message(&json));
-            return promise;
+        for id in ids {
+            abi::deliver(self.h, id);
         }
-        let json = outgoing::envelope(&id, ty, &set_options, data.as_deref());
-        self.inner.feed(Input::Emit {
+    }
+
+    /// Makes sure the machine gets a `Tick` within `ms`. A timer already due
+    /// sooner is kept: the machine answers an early tick by asking for the
+    /// next one. So the liveness deadline, which moves with every event, does
+    /// not cost a `clearTimeout` + `setTimeout` per event.
+    fn wake_in(&self, ms: f64) {
+        let due = abi::now() + ms;
+        if self.due.get().is_some_and(|at| at <= due) {
+            return;
+        }
+        self.due.set(Some(due));
+        abi::timer(self.h, ceil_ms(ms));
+    }
+
+    /// Opens a transport once the token (if any) is known.
+    fn open(&self, o: Opening) {
+        self.let_go();
+        if !self.token_fn {
+            return self.open_now(o);
+        }
+        // Called again on every connect, so a refreshed token is used.
+        *write(&self.opening) = Some(o);
+        abi::token(self.h, tag::TOKEN, self.generation.get());
+    }
+
+    fn open_now(&self, o: Opening) {
+        let token = read(&self.token).clone();
+        let url = match o.kind {
+            Kind::WebSocket => outgoing::websocket(&self.base, &self.instance, token.as_deref()),
+            Kind::Sse => outgoing::sse(
+                &self.base,
+                &self.instance,
+                &o.topics,
+                o.since.as_deref(),
+                token.as_deref(),
+            ),
+        };
+        self.transport.set(Some(o.kind));
+        abi::open(self.h, o.kind as u32, self.generation.get(), &url);
+    }
+
+    fn on_signal(&self, kind: Kind, what: u32, signal: &Signal) {
+        let parsed = match what {
+            tag::FAILED => {
+                self.let_go();
+                let message = signal.get(field::MESSAGE).unwrap_or_default();
+                abi::failure(self.h, abi::TO_LISTENERS, code::TRANSPORT, message);
+                Ok(Input::Closed { code: None })
+            }
+            // SSE `$close` (its data says why), WebSocket `close` (its
+            // reason, the gateway's code) or SSE `error`.
+            tag::CLOSED | tag::GONE => {
+                self.let_go();
+                let code = signal.get(field::CODE).filter(|c| !c.is_empty());
+                Ok(Input::Closed {
+                    code: code.map(str::to_owned),
+                })
+            }
+            tag::HEARTBEAT => Ok(Input::Heard),
+            _ => frames::read(what, kind == Kind::Sse, signal),
+        };
+        match parsed {
+            Ok(input) => self.feed(input),
+            Err(Malformed(why)) => {
+                // The connection is alive; only this frame is unusable.
+                self.feed(Input::Heard);
+                abi::failure(self.h, abi::TO_LISTENERS, code::MALFORMED_FRAME, why);
+            }
+        }
+    }
+
+    /// The answer to an SSE emit's POST.
+    fn posted(&self, reference: u64, answer: &Signal) {
+        let input = match http::outcome(answer) {
+            PostOutcome::Accepted => Input::Ack {
+                reference,
+                receipt: Current,
+            },
+            // An expired token is not the event's fault: get a fresh one
+            // and send the event again.
+            PostOutcome::Refused("token_expired", _) => {
+                self.reauth();
+                Input::PostFailed { reference }
+            }
+            PostOutcome::Refused(code, message) => Input::Refused {
+                reference: Some(reference),
+                code: code.into(),
+                message: message.into(),
+            },
+            PostOutcome::Failed => Input::PostFailed { reference },
+        };
+        self.feed(input);
+    }
+
+    /// Emits an event as emit `reference` (the glue holds its promise):
+    /// `ty`, the event's `id`, the [`outgoing::ENVELOPE_OPTIONS`] that are
+    /// set, and `data`, already JSON, when there is any.
+    pub fn emit(&self, reference: u64, ty: &str, id: &str, options: &[Option<&str>], data: Option<&str>) {
+        let mut set = Vec::new();
+        for (name, value) in outgoing::ENVELOPE_OPTIONS.iter().zip(options) {
+            if let Some(v) = value {
+                set.push((*name, *v));
+            }
+        }
+        let json = outgoing::envelope(id, ty, &set, data);
+        self.feed(Input::Emit {
             ty: ty.to_owned(),
             emit: Emit {
                 reference,
-                id,
+                id: id.to_owned(),
                 json,
             },
         });
-        promise
     }
 
-    /// What the browser reports, through the channel's `io` function.
-    pub fn io(&self, what: u32, n: f64, data: JsValue, status: u32) {
-        self.inner.on_io(what, n, data, status);
+    /// The position of the last event delivered, as the call's answer.
+    pub fn last_seq(&self) {
+        if let Some(s) = read(&self.machine).last_seq() {
+            abi::reply(self.h, s);
+        }
     }
 
-    /// Starts connecting.
-    pub fn start(&self) {
-        self.inner.feed(Input::Start);
-    }
-
-    pub fn state(&self) -> &'static str {
-        read(&self.inner.machine).state().name()
-    }
-
-    /// `websocket`, `sse`, or null before the first attempt.
-    pub fn transport(&self) -> JsValue {
-        read(&self.inner.machine)
-            .transport()
-            .map_or(JsValue::NULL, |k| k.name().into())
-    }
-
-    /// The position of the last event delivered.
-    pub fn last_seq(&self) -> Option<String> {
-        read(&self.inner.machine).last_seq().map(str::to_owned)
-    }
-
-    /// Calls `handler(event)` for every event whose type matches `pattern`
-    /// and returns an id for `unsubscribe`; a `handler` that is not a
-    /// function only adds the pattern (the `topics` option). Throws on an
-    /// invalid pattern.
-    pub fn subscribe(&self, pattern: &str, handler: &JsValue) -> Result<u32, JsValue> {
+    /// Adds `pattern` and answers an id for `unsubscribe`; with `handler`
+    /// the glue calls the function it holds under that id for every event
+    /// whose type matches, without only the pattern is added (the `topics`
+    /// option). An invalid pattern answers 0 and has the call throw.
+    pub fn subscribe(&self, pattern: &str, handler: bool) -> u32 {
         // The code is named, not read from the error: `Pattern::parse`
         // only fails with it, and `ErrorCode::as_str` on a value would
         // bring every code the gateway has into the download.
-        let parsed = Pattern::parse(pattern)
-            .map_err(|e| failure(ErrorCode::InvalidPattern.as_str(), &e.message))?;
-        let id = self.inner.next_id.get();
-        self.inner.next_id.set(id.wrapping_add(1));
-        if handler.is_function() {
-            self.inner.callbacks.handler(id, handler);
+        let parsed = match Pattern::parse(pattern) {
+            Ok(p) => p,
+            Err(e) => {
+                let code = ErrorCode::InvalidPattern.as_str();
+                abi::failure(self.h, abi::TO_CALLER, code, &e.message);
+                return 0;
+            }
+        };
+        let id = self.next_id.get();
+        self.next_id.set(id.wrapping_add(1));
+        if handler {
             let handler = Handler {
                 id,
                 pattern: parsed,
             };
-            write(&self.inner.handlers).push(handler);
+            write(&self.handlers).push(handler);
         }
-        self.inner.feed(Input::AddPattern(pattern.to_owned()));
-        Ok(id)
+        self.feed(Input::AddPattern(pattern.to_owned()));
+        id
     }
 
     pub fn unsubscribe(&self, id: u32) {
         let removed = {
-            let mut hs = write(&self.inner.handlers);
+            let mut hs = write(&self.handlers);
             let Some(i) = hs.iter().position(|h| h.id == id) else {
                 return;
             };
@@ -556,41 +415,28 @@ impl Channel {
             let still_used = hs.iter().any(|o| o.pattern == h.pattern);
             (!still_used).then_some(h.pattern.as_str().to_owned())
         };
-        self.inner.callbacks.handler(id, &JsValue::UNDEFINED);
         if let Some(p) = removed {
-            self.inner.feed(Input::RemovePattern(p));
+            self.feed(Input::RemovePattern(p));
         }
-    }
-
-    /// Calls `listener(state, info)` on every state change.
-    pub fn on_state(&self, listener: &JsValue) {
-        self.inner.callbacks.listen(false, listener);
-    }
-
-    /// Calls `listener(error)` for errors not tied to an emit: malformed
-    /// frames, handler exceptions, refused subscriptions, transport trouble.
-    pub fn on_error(&self, listener: &JsValue) {
-        self.inner.callbacks.listen(true, listener);
     }
 
     /// Closes the channel: pending emits reject with `closed`.
     pub fn close(&self) {
-        self.inner.feed(Input::Close);
-        self.inner.clear_timer();
-    }
-
-    /// Feeds `text` to the channel as if the current transport had received
-    /// it. For tests of malformed input; not part of the public API.
-    pub fn inject_frame(&self, text: &str) {
-        let Some(kind) = read(&self.inner.machine).transport() else {
-            return;
-        };
-        self.inner.on_signal(kind, Signal::Frame(text.into()));
+        self.feed(Input::Close);
+        if self.due.take().is_some() {
+            abi::timer(self.h, -1.0);
+        }
     }
 }
 
-impl Drop for Channel {
-    fn drop(&mut self) {
-        self.close();
+/// Whole milliseconds, rounded up (`f64::ceil` is not in `core`): a
+/// browser truncates a `setTimeout` delay, which would wake the machine
+/// just before its deadline.
+fn ceil_ms(ms: f64) -> f64 {
+    let whole = ms as u32;
+    if (whole as f64) < ms {
+        whole.saturating_add(1) as f64
+    } else {
+        whole as f64
     }
 }

@@ -1,26 +1,22 @@
-//! The `#[wasm_bindgen]` surface, all of it: `open` makes a channel and
-//! answers its handle, `call` does everything else to the channel with that
-//! handle, and `io` hands it what the browser reported. `js/index.js` wraps
-//! them into the typed `EventChannel`.
+//! The exports, all of them (with `b`, the argument buffer, in `abi.rs`):
+//! `o` makes a channel and answers its handle, `c` does everything else
+//! to the channel with that handle, and `i` hands it what the browser
+//! reported. `js/index.js` wraps them into the typed `EventChannel`.
 //!
-//! Three exports rather than a `#[wasm_bindgen]` struct with a method each
-//! and a Rust closure for the browser's signals: every export costs a shim
-//! in the wasm and a method in the glue, an exported struct brings
-//! wasm-bindgen's ownership checks (and their messages) and a
-//! `FinalizationRegistry`, and a closure the glue's closure machinery.
-//!
-//! A channel lives from `open` until `call(CLOSE)`, like the socket it
-//! holds: an app that drops its `EventChannel` without closing it keeps a
+//! A channel lives from `o` until `c(CLOSE)`, like the socket it holds:
+//! an app that drops its `EventChannel` without closing it keeps a
 //! channel that still delivers to its handlers.
 
+use crate::abi::Strings;
 use crate::cell::{read, write};
-use crate::channel::{Callbacks, Channel};
+use crate::channel::Channel;
+use crate::frames::Signal;
+use crate::machine::Input;
 use crate::prelude::*;
 use alloc::rc::Rc;
 use core::cell::RefCell;
-use wasm_bindgen::prelude::*;
 
-/// What `call` does, by its `op` (`js/index.js` has the same numbers).
+/// What `c` does, by its `op` (`js/index.js` has the same numbers).
 mod op {
     pub const START: u32 = 0;
     pub const SUBSCRIBE: u32 = 1;
@@ -42,35 +38,40 @@ unsafe impl Sync for Channels {}
 
 static CHANNELS: Channels = Channels(RefCell::new(Vec::new()));
 
-/// A channel to the gateway at `base`, with the options `index.js` has
-/// read and checked (see [`Channel::new`]); answers its handle for `call`.
-#[wasm_bindgen]
+/// A channel to the gateway at the base URL (string 0), with the options
+/// `index.js` has read and checked (see [`Channel::new`]), its instance id
+/// (string 1) and a fixed token (string 2) or `token_fn`; answers its
+/// handle.
+#[unsafe(export_name = "o")]
 #[allow(clippy::too_many_arguments)]
-pub fn open(
-    base: &str,
+pub extern "C" fn open(
     transport: u32,
     min_backoff_ms: f64,
     max_backoff_ms: f64,
     outbox_size: f64,
     attempt_timeout_ms: f64,
-    token: JsValue,
-    callbacks: Callbacks,
-    io: JsValue,
+    token_fn: u32,
+    base: i32,
+    instance: i32,
+    token: i32,
 ) -> u32 {
+    let s = Strings::take([base, instance, token]);
+    let mut all = write(&CHANNELS.0);
+    let h = all.len() as u32;
     let channel = Channel::new(
-        base.to_owned(),
+        h,
+        s.get(0).unwrap_or_default(),
+        s.get(1).unwrap_or_default(),
         transport,
         min_backoff_ms,
         max_backoff_ms,
         outbox_size,
         attempt_timeout_ms,
-        token,
-        callbacks,
-        io,
+        s.get(2),
+        token_fn != 0,
     );
-    let mut all = write(&CHANNELS.0);
     all.push(Some(Rc::new(channel)));
-    (all.len() - 1) as u32
+    h
 }
 
 /// The open channel with `handle`: a clone, so no borrow is held while it
@@ -79,46 +80,77 @@ fn channel(handle: u32) -> Option<Rc<Channel>> {
     read(&CHANNELS.0).get(handle as usize).cloned().flatten()
 }
 
-/// What the browser reported to channel `handle` (see [`Channel::io`]);
-/// nothing once the channel is closed.
-#[wasm_bindgen]
-pub fn io(handle: u32, what: u32, n: f64, data: JsValue, status: u32) {
+/// What the browser reported to channel `handle`: `what` (a
+/// `transport::tag`), `n` (the generation, or an emit's reference) and a
+/// [`Signal`]'s numbers and string lengths. Nothing once the channel is
+/// closed.
+#[unsafe(export_name = "i")]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn io(
+    handle: u32,
+    what: u32,
+    n: f64,
+    a: f64,
+    b: f64,
+    c: f64,
+    l0: i32,
+    l1: i32,
+    l2: i32,
+    l3: i32,
+    l4: i32,
+    l5: i32,
+    l6: i32,
+    l7: i32,
+    l8: i32,
+) {
+    let s = Strings::take([l0, l1, l2, l3, l4, l5, l6, l7, l8]);
     if let Some(channel) = channel(handle) {
-        channel.io(what, n, data, status);
+        channel.io(what, n, Signal { a, b, c, s });
     }
 }
 
-/// Does `op` (see [`op`]) to channel `handle`; `a`, `b` and `c` are the
-/// arguments of the method it stands for. A closed channel's handle does
-/// nothing and answers undefined.
-#[wasm_bindgen]
-pub fn call(handle: u32, op: u32, a: JsValue, b: JsValue, c: JsValue) -> Result<JsValue, JsValue> {
+/// Does `op` (see [`op`]) to channel `handle`; `a` and the strings are
+/// the arguments of the method it stands for. Answers a subscription's
+/// id, 0 otherwise (and for a closed channel's handle, which does
+/// nothing).
+#[unsafe(export_name = "c")]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn call(
+    handle: u32,
+    op: u32,
+    a: f64,
+    l0: i32,
+    l1: i32,
+    l2: i32,
+    l3: i32,
+    l4: i32,
+    l5: i32,
+) -> u32 {
+    let s = Strings::take([l0, l1, l2, l3, l4, l5]);
     let Some(channel) = channel(handle) else {
-        return Ok(JsValue::UNDEFINED);
+        return 0;
     };
-    let string = |v: JsValue| v.as_string().unwrap_or_default();
-    Ok(match op {
-        op::START => {
-            channel.start();
-            JsValue::UNDEFINED
-        }
-        op::SUBSCRIBE => channel.subscribe(&string(a), &b)?.into(),
-        op::UNSUBSCRIBE => {
-            channel.unsubscribe(a.as_f64().unwrap_or(0.0) as u32);
-            JsValue::UNDEFINED
-        }
+    match op {
+        op::START => channel.feed(Input::Start),
+        op::SUBSCRIBE => return channel.subscribe(s.get(0).unwrap_or_default(), a != 0.0),
+        op::UNSUBSCRIBE => channel.unsubscribe(a as u32),
         op::CLOSE => {
             channel.close();
             if let Some(slot) = write(&CHANNELS.0).get_mut(handle as usize) {
                 *slot = None;
             }
-            JsValue::UNDEFINED
         }
-        op::LAST_SEQ => channel
-            .last_seq()
-            .as_deref()
-            .map_or(JsValue::NULL, JsValue::from_str),
-        op::EMIT => channel.emit(&string(a), &b, &c),
-        _ => JsValue::UNDEFINED,
-    })
+        op::LAST_SEQ => channel.last_seq(),
+        // The type, the id (the glue makes one when the app gave none),
+        // the envelope options in their order, and the data as JSON.
+        op::EMIT => channel.emit(
+            a as u64,
+            s.get(0).unwrap_or_default(),
+            s.get(1).unwrap_or_default(),
+            &[s.get(2), s.get(3), s.get(4)],
+            s.get(5),
+        ),
+        _ => {}
+    }
+    0
 }

@@ -1,9 +1,10 @@
 //! eventwire browser client: a typed `EventChannel` over WebSocket or SSE.
 //!
 //! `machine` is the connection logic in plain Rust (tested natively);
-//! `transport` holds the two browser transports with the same shape;
-//! `channel` is one channel in the browser, and `exports` the small
-//! `#[wasm_bindgen]` surface that `js/index.js` wraps.
+//! `channel` is one channel in the browser, `frames`, `http` and
+//! `transport` read what the browser reports, and `exports` is the small
+//! surface that `js/index.js` wraps, over the hand-written boundary in
+//! `abi` (plain wasm imports and exports, no wasm-bindgen).
 
 #![no_std]
 
@@ -44,15 +45,17 @@ pub mod outgoing;
 pub mod recent;
 
 #[cfg(target_arch = "wasm32")]
+mod abi;
+#[cfg(target_arch = "wasm32")]
 mod cell;
 #[cfg(target_arch = "wasm32")]
 mod channel;
 #[cfg(target_arch = "wasm32")]
 mod exports;
 #[cfg(target_arch = "wasm32")]
-pub use channel::{Callbacks, Channel};
-#[cfg(target_arch = "wasm32")]
 mod frames;
+#[cfg(target_arch = "wasm32")]
+mod http;
 #[cfg(target_arch = "wasm32")]
 mod transport;
 

@@ -88,7 +88,7 @@ pub const ENVELOPE_OPTIONS: [&str; 3] = ["correlationid", "subject", "source"];
 /// (`(name, value)`), and `data`, already JSON, when there is any. Made once
 /// per emit, so a resend after a dropped connection is byte-identical and
 /// the gateway dedupes it.
-pub fn envelope(id: &str, ty: &str, options: &[(&str, String)], data: Option<&str>) -> String {
+pub fn envelope(id: &str, ty: &str, options: &[(&str, &str)], data: Option<&str>) -> String {
     let mut e = String::with_capacity(64 + data.map_or(0, str::len));
     e.push_str("{\"id\":");
     push_json_str(&mut e, id);
@@ -281,7 +281,7 @@ mod tests {
             envelope(
                 "i",
                 "a.b",
-                &[("correlationid", String::from("c"))],
+                &[("correlationid", "c")],
                 Some("[1]")
             ),
             r#"{"id":"i","type":"a.b","correlationid":"c","data":[1]}"#
