@@ -12,7 +12,7 @@ use tokio::process::Command;
 
 const PKG: &str = "channel-wasm/pkg";
 /// What scripts/build-client counts: the wasm, and index.js (the wrapper
-/// bundled with the wasm-bindgen glue and the browser I/O).
+/// bundled with the hand-written browser glue).
 const PKG_FILES: [&str; 2] = ["eventwire_channel_bg.wasm", "index.js"];
 
 pub async fn run(c: &Common, b: &BrowserArgs, report: &mut Report) {

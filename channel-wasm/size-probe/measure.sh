@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Builds the size probe with the given features (none, swb or gloo) and
 # prints its wasm and bundled JS, gzip -9, as scripts/build-client counts.
+# Needs wasm-bindgen-cli on PATH at the version of the probe's
+# wasm-bindgen (`cargo install wasm-bindgen-cli --version 0.2.130`): the
+# package itself no longer uses wasm-bindgen, so install-tools does not
+# install it.
 set -euo pipefail
 cd "$(dirname "$0")"
 REPO="$(cd ../.. && pwd)"

@@ -145,7 +145,13 @@ impl Channel {
             Action::Post { reference, json } => {
                 let url = outgoing::events(&self.base);
                 let auth = read(&self.token).as_deref().map(outgoing::bearer);
-                abi::post(h, reference as f64, &url, &json, auth.as_deref().unwrap_or(""));
+                abi::post(
+                    h,
+                    reference as f64,
+                    &url,
+                    &json,
+                    auth.as_deref().unwrap_or(""),
+                );
             }
             Action::Deliver { ty, .. } => self.deliver(&ty),
             Action::Resolve { reference, .. } => abi::resolve(h, reference as f64),
@@ -169,9 +175,7 @@ impl Channel {
                 recovered.map_or(2, u32::from),
                 delay_ms.unwrap_or(f64::NAN),
             ),
-            Action::Error { code, message } => {
-                abi::failure(h, abi::TO_LISTENERS, &code, &message)
-            }
+            Action::Error { code, message } => abi::failure(h, abi::TO_LISTENERS, &code, &message),
             Action::Reauth => self.reauth(),
         }
     }
@@ -351,7 +355,14 @@ impl Channel {
     /// Emits an event as emit `reference` (the glue holds its promise):
     /// `ty`, the event's `id`, the [`outgoing::ENVELOPE_OPTIONS`] that are
     /// set, and `data`, already JSON, when there is any.
-    pub fn emit(&self, reference: u64, ty: &str, id: &str, options: &[Option<&str>], data: Option<&str>) {
+    pub fn emit(
+        &self,
+        reference: u64,
+        ty: &str,
+        id: &str,
+        options: &[Option<&str>],
+        data: Option<&str>,
+    ) {
         let mut set = Vec::new();
         for (name, value) in outgoing::ENVELOPE_OPTIONS.iter().zip(options) {
             if let Some(v) = value {

@@ -278,12 +278,7 @@ mod tests {
     #[test]
     fn the_envelope_carries_the_set_options_and_data() {
         assert_eq!(
-            envelope(
-                "i",
-                "a.b",
-                &[("correlationid", "c")],
-                Some("[1]")
-            ),
+            envelope("i", "a.b", &[("correlationid", "c")], Some("[1]")),
             r#"{"id":"i","type":"a.b","correlationid":"c","data":[1]}"#
         );
         assert_eq!(envelope("i", "a", &[], None), r#"{"id":"i","type":"a"}"#);
