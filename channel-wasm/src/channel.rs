@@ -121,14 +121,20 @@ impl Channel {
         }
     }
 
-    pub fn feed(&self, input: Input<Current>) {
+    pub fn feed(&self, input: Input<'_, Current>) {
+        // An event's type, for `Deliver`.
+        let ty = match input {
+            Input::Event { ty, .. } => ty,
+            _ => "",
+        };
         let actions = write(&self.machine).handle(input, abi::now(), abi::random());
         for a in actions {
-            self.perform(a);
+            self.perform(a, ty);
         }
     }
 
-    fn perform(&self, action: Action<Current>) {
+    /// Carries out `action`; `ty` is the type of the event just fed.
+    fn perform(&self, action: Action<Current>, ty: &str) {
         let h = self.h;
         match action {
             Action::Open {
@@ -153,7 +159,7 @@ impl Channel {
                     auth.as_deref().unwrap_or(""),
                 );
             }
-            Action::Deliver { ty, .. } => self.deliver(&ty),
+            Action::Deliver { .. } => self.deliver(ty),
             Action::Resolve { reference, .. } => abi::resolve(h, reference as f64),
             Action::Reject {
                 reference,
@@ -312,9 +318,7 @@ impl Channel {
             tag::CLOSED | tag::GONE => {
                 self.let_go();
                 let code = signal.get(field::CODE).filter(|c| !c.is_empty());
-                Ok(Input::Closed {
-                    code: code.map(str::to_owned),
-                })
+                Ok(Input::Closed { code })
             }
             tag::HEARTBEAT => Ok(Input::Heard),
             _ => frames::read(what, kind == Kind::Sse, signal),
@@ -344,8 +348,8 @@ impl Channel {
             }
             PostOutcome::Refused(code, message) => Input::Refused {
                 reference: Some(reference),
-                code: code.into(),
-                message: message.into(),
+                code,
+                message,
             },
             PostOutcome::Failed => Input::PostFailed { reference },
         };
@@ -371,7 +375,7 @@ impl Channel {
         }
         let json = outgoing::envelope(id, ty, &set, data);
         self.feed(Input::Emit {
-            ty: ty.to_owned(),
+            ty,
             emit: Emit {
                 reference,
                 id: id.to_owned(),
@@ -412,7 +416,7 @@ impl Channel {
             };
             write(&self.handlers).push(handler);
         }
-        self.feed(Input::AddPattern(pattern.to_owned()));
+        self.feed(Input::AddPattern(pattern));
         id
     }
 
@@ -427,7 +431,7 @@ impl Channel {
             (!still_used).then_some(h.pattern.as_str().to_owned())
         };
         if let Some(p) = removed {
-            self.feed(Input::RemovePattern(p));
+            self.feed(Input::RemovePattern(&p));
         }
     }
 

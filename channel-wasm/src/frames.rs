@@ -8,7 +8,6 @@
 use crate::abi::Strings;
 use crate::channel::Current;
 use crate::machine::Input;
-use crate::prelude::*;
 use crate::transport::tag;
 use eventwire_protocol::op;
 
@@ -47,10 +46,6 @@ impl Signal {
         self.s.get(i)
     }
 
-    fn owned(&self, i: usize) -> Option<String> {
-        self.get(i).map(str::to_owned)
-    }
-
     /// `recovered`: `true` and `false` become 1 and 0, anything else NaN.
     fn recovered(&self) -> Option<bool> {
         if self.c == 1.0 {
@@ -68,7 +63,7 @@ pub struct Malformed(pub &'static str);
 
 /// A frame (`tag::FRAME`, `WELCOME`, `NOT_JSON` or `NOT_OBJECT`) on an SSE
 /// stream (`sse`) or a WebSocket.
-pub fn read(tag: u32, sse: bool, f: &Signal) -> Result<Input<Current>, Malformed> {
+pub fn read(tag: u32, sse: bool, f: &Signal) -> Result<Input<'_, Current>, Malformed> {
     let name = match tag {
         tag::NOT_JSON => return Err(Malformed("a frame is not valid JSON")),
         tag::NOT_OBJECT => return Err(Malformed("a frame is not a JSON object")),
@@ -80,12 +75,12 @@ pub fn read(tag: u32, sse: bool, f: &Signal) -> Result<Input<Current>, Malformed
     Ok(match name {
         op::EVENT => match (f.get(field::ID), f.get(field::TYPE), f.get(field::SEQ)) {
             (Some(id), Some(ty), Some(seq)) => Input::Event {
-                id: id.into(),
+                id,
                 // The gateway always sets `source`; an event without one
                 // is keyed by its id alone.
-                source: f.get(field::SOURCE).unwrap_or_default().into(),
-                ty: ty.into(),
-                seq: seq.into(),
+                source: f.get(field::SOURCE).unwrap_or_default(),
+                ty,
+                seq,
                 payload: Current,
             },
             _ => return Err(Malformed("an event lacks its id, type or seq")),
@@ -94,12 +89,12 @@ pub fn read(tag: u32, sse: bool, f: &Signal) -> Result<Input<Current>, Malformed
             heartbeat_ms: if f.a.is_nan() { 0.0 } else { f.a },
             max_event_bytes: if f.b.is_nan() { 65536.0 } else { f.b } as usize,
             recovered: f.recovered(),
-            position: f.owned(field::POSITION),
+            position: f.get(field::POSITION),
         },
         op::SUBSCRIBED => match f.get(field::REF) {
             Some("sub") => Input::Subscribed {
                 recovered: f.recovered() == Some(true),
-                position: f.owned(field::POSITION),
+                position: f.get(field::POSITION),
             },
             _ => Input::Heard,
         },
@@ -116,8 +111,8 @@ pub fn read(tag: u32, sse: bool, f: &Signal) -> Result<Input<Current>, Malformed
         },
         op::ERROR => Input::Refused {
             reference: reference(f.get(field::REF)),
-            code: f.get(field::CODE).unwrap_or("unknown").into(),
-            message: f.owned(field::MESSAGE).unwrap_or_default(),
+            code: f.get(field::CODE).unwrap_or("unknown"),
+            message: f.get(field::MESSAGE).unwrap_or_default(),
         },
         op::PONG | op::UNSUBSCRIBED | op::AUTHENTICATED => Input::Heard,
         _ => return Err(Malformed("a frame has an unknown op")),

@@ -105,27 +105,30 @@ pub struct Emit {
     pub json: String,
 }
 
+/// What the machine is told. Strings are borrowed from the caller (in the
+/// browser, from the call that brought them): the machine copies only what
+/// it keeps, so an event costs no allocation for its id, type and source.
 #[derive(Debug)]
-pub enum Input<P> {
+pub enum Input<'a, P> {
     Start,
     /// The gateway's welcome. `recovered` and `position` are set on SSE only.
     Welcome {
         heartbeat_ms: f64,
         max_event_bytes: usize,
         recovered: Option<bool>,
-        position: Option<String>,
+        position: Option<&'a str>,
     },
     /// WebSocket `subscribed`.
     Subscribed {
         recovered: bool,
-        position: Option<String>,
+        position: Option<&'a str>,
     },
     Event {
-        id: String,
+        id: &'a str,
         /// The envelope's `source`; with `id` it is the dedupe key.
-        source: String,
-        ty: String,
-        seq: String,
+        source: &'a str,
+        ty: &'a str,
+        seq: &'a str,
         payload: P,
     },
     /// Any other sign of life (pong, heartbeat).
@@ -140,8 +143,8 @@ pub enum Input<P> {
     /// The gateway refused something. With a reference it was an emit.
     Refused {
         reference: Option<u64>,
-        code: String,
-        message: String,
+        code: &'a str,
+        message: &'a str,
     },
     /// An SSE emit's POST failed in a way worth retrying (network, 5xx).
     PostFailed {
@@ -149,15 +152,15 @@ pub enum Input<P> {
     },
     /// The transport closed or failed; `code` is the gateway's reason if it gave one.
     Closed {
-        code: Option<String>,
+        code: Option<&'a str>,
     },
     Tick,
     Emit {
-        ty: String,
+        ty: &'a str,
         emit: Emit,
     },
-    AddPattern(String),
-    RemovePattern(String),
+    AddPattern(&'a str),
+    RemovePattern(&'a str),
     Close,
 }
 
@@ -178,8 +181,9 @@ pub enum Action<P> {
         reference: u64,
         json: String,
     },
+    /// Hand the event just fed to the handlers whose pattern matches its
+    /// type (the caller still has it).
     Deliver {
-        ty: String,
         payload: P,
     },
     Resolve {
@@ -313,7 +317,7 @@ impl<P> Machine<P> {
     }
 
     /// Handles one input at time `now` (ms); `random` is uniform in [0, 1).
-    pub fn handle(&mut self, input: Input<P>, now: f64, random: f64) -> Vec<Action<P>> {
+    pub fn handle(&mut self, input: Input<'_, P>, now: f64, random: f64) -> Vec<Action<P>> {
         if self.state == State::Closed {
             if let Input::Emit { emit, .. } = input {
                 self.reject(emit.reference, code::CLOSED, "the channel is closed");
@@ -361,14 +365,14 @@ impl<P> Machine<P> {
             Input::Event {
                 id,
                 source,
-                ty,
                 seq,
                 payload,
+                ..
             } => {
                 self.last_heard = now;
-                if self.seen.insert(&source, &id) {
-                    self.last_seq = Some(seq);
-                    self.actions.push(Action::Deliver { ty, payload });
+                if self.seen.insert(source, id) {
+                    self.set_position(seq);
+                    self.actions.push(Action::Deliver { payload });
                 }
             }
             Input::Heard => self.last_heard = now,
@@ -389,11 +393,7 @@ impl<P> Machine<P> {
                 self.last_heard = now;
                 match self.take_inflight(reference) {
                     Some(e) => {
-                        self.actions.push(Action::Reject {
-                            reference: e.reference,
-                            code,
-                            message,
-                        });
+                        self.reject(e.reference, code, message);
                         if self.kind == Some(Kind::Sse) {
                             self.flush();
                         }
@@ -401,7 +401,10 @@ impl<P> Machine<P> {
                     None if code == "token_expired" && self.kind == Some(Kind::WebSocket) => {
                         self.actions.push(Action::Reauth);
                     }
-                    None => self.actions.push(Action::Error { code, message }),
+                    None => self.actions.push(Action::Error {
+                        code: code.into(),
+                        message: message.into(),
+                    }),
                 }
             }
             Input::PostFailed { reference } => {
@@ -410,15 +413,17 @@ impl<P> Machine<P> {
                     self.retry_post_at = Some(now + self.backoff.delay(1, random));
                 }
             }
-            Input::Closed { code } => self.lost(now, random, code.as_deref()),
+            Input::Closed { code } => self.lost(now, random, code),
             Input::Tick => self.tick(now, random),
             Input::Emit { ty, emit } => self.emit(ty, emit),
             Input::AddPattern(p) => {
-                if !self.patterns.contains(&p) {
-                    self.patterns.push(p.clone());
+                if !self.patterns.iter().any(|x| x == p) {
+                    let added = self.patterns.len();
+                    self.patterns.push(p.into());
                     match (self.phase, self.kind) {
                         (Phase::Open | Phase::Subscribing, Some(Kind::WebSocket)) => {
-                            let frame = outgoing::subscribe(outgoing::ADD_REF, &[p], None);
+                            let new = self.patterns.get(added..).unwrap_or_default();
+                            let frame = outgoing::subscribe(outgoing::ADD_REF, new, None);
                             self.actions.push(Action::Send(frame));
                         }
                         (Phase::Open | Phase::Welcoming, Some(Kind::Sse)) => {
@@ -433,7 +438,7 @@ impl<P> Machine<P> {
                 if let Some(i) = self.patterns.iter().position(|x| *x == p) {
                     self.patterns.remove(i);
                     if self.phase == Phase::Open && self.kind == Some(Kind::WebSocket) {
-                        self.actions.push(Action::Send(outgoing::unsubscribe(&p)));
+                        self.actions.push(Action::Send(outgoing::unsubscribe(p)));
                     }
                     // On SSE the stream keeps the topic until the next
                     // reconnect; the channel simply stops delivering it.
@@ -496,11 +501,11 @@ impl<P> Machine<P> {
     /// no position of its own yet, or whose position could not be honoured,
     /// resumes from there next time, so even a connection that drops before
     /// its first event loses nothing.
-    fn go_open(&mut self, now: f64, recovered: bool, position: Option<String>) {
+    fn go_open(&mut self, now: f64, recovered: bool, position: Option<&str>) {
         if let Some(p) = position
             && (!recovered || self.last_seq.is_none())
         {
-            self.last_seq = Some(p);
+            self.set_position(p);
         }
         self.phase = Phase::Open;
         self.attempt = 0;
@@ -516,6 +521,13 @@ impl<P> Machine<P> {
             self.push_state(Some(recovered), None);
         }
         self.flush();
+    }
+
+    /// The position to resume after, copied into the buffer it had.
+    fn set_position(&mut self, p: &str) {
+        let s = self.last_seq.get_or_insert_default();
+        s.clear();
+        s.push_str(p);
     }
 
     fn push_state(&mut self, recovered: Option<bool>, delay_ms: Option<f64>) {
@@ -639,8 +651,8 @@ impl<P> Machine<P> {
         });
     }
 
-    fn emit(&mut self, ty: String, emit: Emit) {
-        if let Err(e) = Topic::check(&ty) {
+    fn emit(&mut self, ty: &str, emit: Emit) {
+        if let Err(e) = Topic::check(ty) {
             // Named, not read from `e` (see `Channel::subscribe`).
             return self.reject(emit.reference, ErrorCode::InvalidTopic.as_str(), &e.message);
         }

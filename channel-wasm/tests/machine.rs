@@ -27,7 +27,7 @@ fn act(m: &mut M, input: Input<String>, now: f64) -> Vec<A> {
         .collect()
 }
 
-fn welcome(recovered: Option<bool>) -> Input<String> {
+fn welcome(recovered: Option<bool>) -> Input<'static, String> {
     Input::Welcome {
         heartbeat_ms: 1000.0,
         max_event_bytes: 100,
@@ -36,18 +36,18 @@ fn welcome(recovered: Option<bool>) -> Input<String> {
     }
 }
 
-fn subscribed(recovered: bool) -> Input<String> {
+fn subscribed(recovered: bool) -> Input<'static, String> {
     Input::Subscribed {
         recovered,
         position: None,
     }
 }
 
-fn ev(id: &str, seq: &str) -> Input<String> {
+fn ev<'a>(id: &'a str, seq: &'a str) -> Input<'a, String> {
     ev_from("s", id, seq)
 }
 
-fn ev_from(source: &str, id: &str, seq: &str) -> Input<String> {
+fn ev_from<'a>(source: &'a str, id: &'a str, seq: &'a str) -> Input<'a, String> {
     Input::Event {
         id: id.into(),
         source: source.into(),
@@ -57,7 +57,7 @@ fn ev_from(source: &str, id: &str, seq: &str) -> Input<String> {
     }
 }
 
-fn emit(reference: u64, ty: &str) -> Input<String> {
+fn emit(reference: u64, ty: &str) -> Input<'_, String> {
     Input::Emit {
         ty: ty.into(),
         emit: Emit {
@@ -140,7 +140,6 @@ fn events_are_deduplicated_by_source_and_id_and_advance_the_position() {
     assert_eq!(
         act(&mut m, ev("x", "e-1"), 3.0),
         [Action::Deliver {
-            ty: "a.b".into(),
             payload: "x".into()
         }]
     );
