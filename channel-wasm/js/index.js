@@ -84,7 +84,7 @@ function subscribe(side, pattern, handler) {
   const f = typeof handler == 'function';
   const id = call(side.h, SUBSCRIBE, f, [pattern]);
   if (!id) throw side.thrown;
-  if (f) side.handlers.set(id, handler);
+  if (f) side.handler(id, handler);
   return id;
 }
 
@@ -141,7 +141,7 @@ export class EventChannel {
     return () => {
       if (on) {
         on = false;
-        this.#side.handlers.delete(id);
+        this.#side.handler(id);
         this.#call(UNSUBSCRIBE, id);
       }
     };

@@ -195,9 +195,7 @@ export const imports = {
   },
   /** Calls handler `id` with the event, unless it was unsubscribed meanwhile. */
   d(h, id) {
-    const ch = channels[h];
-    const f = ch.handlers.get(id);
-    f && ch.call(f, ch.v);
+    channels[h].handle(id, channels[h].v);
   },
   /** The current value is the gateway's receipt: an ack frame or a POST's answer. */
   a(h, ref) {
@@ -219,24 +217,29 @@ export const imports = {
   },
 };
 
-/** The JS side of one channel: its transport and timer, the `token`
- * option, the `onState` and `onError` listeners, the handler functions by
- * id (the Rust side keeps their patterns and says which ids an event goes
- * to), the promises of emits waiting for the gateway, and the isolation of
- * everything the app passed in. The Rust side decides what to say and
- * when; this only says it. */
-export class Side {
-  constructor(h, token) {
-    this.h = h;
-    this.token = token;
+/** The app's side of a channel: the `onState` and `onError` listeners,
+ * the handler functions by id (the Rust side keeps their patterns and says
+ * which ids an event goes to), and the isolation of everything the app
+ * passed in. share.js uses it too. */
+export class Callbacks {
+  constructor() {
     /** The state and transport last reported, for the `EventChannel` getters. */
     this.now = ['connecting', null];
     this.states = new Map();
     this.errors = new Map();
-    this.pending = new Map();
     this.handlers = new Map();
     this.n = 0;
-    channels[h] = this;
+  }
+
+  /** Sets the function of handler `id`; none removes it. */
+  handler(id, f) {
+    f ? this.handlers.set(id, f) : this.handlers.delete(id);
+  }
+
+  /** Calls handler `id`, unless it was unsubscribed meanwhile. */
+  handle(id, event) {
+    const f = this.handlers.get(id);
+    f && this.call(f, event);
   }
 
   /** Adds an `onState` (or, with `errors`, an `onError`) listener; returns
@@ -269,6 +272,20 @@ export class Side {
         console.error('eventwire: onError threw', t);
       }
     }
+  }
+}
+
+/** The JS side of the wasm's channel `h`: its transport and timer, the
+ * `token` option, the current value, and the promises of emits waiting for
+ * the gateway, besides the app's callbacks. The Rust side decides what to
+ * say and when; this only says it. */
+export class Side extends Callbacks {
+  constructor(h, token) {
+    super();
+    this.h = h;
+    this.token = token;
+    this.pending = new Map();
+    channels[h] = this;
   }
 
   /** The promise of a new emit and its reference, settled by `settle`. */

@@ -49,17 +49,17 @@ fn ev<'a>(id: &'a str, seq: &'a str) -> Input<'a, String> {
 
 fn ev_from<'a>(source: &'a str, id: &'a str, seq: &'a str) -> Input<'a, String> {
     Input::Event {
-        id: id.into(),
-        source: source.into(),
-        ty: "a.b".into(),
-        seq: seq.into(),
+        id,
+        source,
+        ty: "a.b",
+        seq,
         payload: id.into(),
     }
 }
 
 fn emit(reference: u64, ty: &str) -> Input<'_, String> {
     Input::Emit {
-        ty: ty.into(),
+        ty,
         emit: Emit {
             reference,
             id: format!("id{reference}"),
@@ -361,8 +361,8 @@ fn sse_posts_one_emit_at_a_time_in_order_and_retries_failures() {
     );
     let refused = Input::Refused {
         reference: Some(2),
-        code: "invalid_event".into(),
-        message: "no".into(),
+        code: "invalid_event",
+        message: "no",
     };
     assert!(matches!(
         act(&mut m, refused, 1002.0).as_slice(),
@@ -419,7 +419,7 @@ fn bad_emits_are_rejected_before_they_leave() {
         matches!(act(&mut m, emit(1, "bad topic"), 3.0).as_slice(), [Action::Reject { code, .. }] if code == "invalid_topic")
     );
     let big = Input::Emit {
-        ty: "ui.a".into(),
+        ty: "ui.a",
         emit: Emit {
             reference: 2,
             id: "x".into(),
@@ -465,9 +465,9 @@ fn new_sse_topics_reopen_the_stream_quietly_from_the_last_position() {
     act(&mut m, Input::Start, 0.0);
     act(&mut m, welcome(Some(true)), 1.0);
     act(&mut m, ev("x", "e-3"), 2.0);
-    assert_eq!(act(&mut m, Input::AddPattern("b.*".into()), 3.0), []);
+    assert_eq!(act(&mut m, Input::AddPattern("b.*"), 3.0), []);
     assert_eq!(
-        act(&mut m, Input::AddPattern("c".into()), 3.0),
+        act(&mut m, Input::AddPattern("c"), 3.0),
         [],
         "a burst coalesces"
     );
@@ -494,18 +494,18 @@ fn new_sse_topics_reopen_the_stream_quietly_from_the_last_position() {
 fn websocket_subscribes_and_unsubscribes_in_place() {
     let mut m = open_ws();
     assert_eq!(
-        act(&mut m, Input::AddPattern("b.>".into()), 3.0),
+        act(&mut m, Input::AddPattern("b.>"), 3.0),
         [Action::Send(
             r#"{"op":"subscribe","ref":"add","topics":["b.>"]}"#.into()
         )]
     );
     assert_eq!(
-        act(&mut m, Input::AddPattern("b.>".into()), 3.0),
+        act(&mut m, Input::AddPattern("b.>"), 3.0),
         [],
         "already held"
     );
     assert_eq!(
-        act(&mut m, Input::RemovePattern("b.>".into()), 4.0),
+        act(&mut m, Input::RemovePattern("b.>"), 4.0),
         [Action::Send(
             r#"{"op":"unsubscribe","topics":["b.>"]}"#.into()
         )]
@@ -523,7 +523,7 @@ fn a_gateway_shutdown_is_followed_by_a_quick_reconnect() {
     m.handle(subscribed(true), 1e9, 1.0);
     let out = m.handle(
         Input::Closed {
-            code: Some("shutting_down".into()),
+            code: Some("shutting_down"),
         },
         1e9 + 1.0,
         1.0,
@@ -552,7 +552,7 @@ fn sse_without_topics_is_open_for_emits_and_streams_from_the_first_subscription(
         [],
         "no heartbeat is expected without a stream"
     );
-    act(&mut m, Input::AddPattern("a".into()), 100_001.0);
+    act(&mut m, Input::AddPattern("a"), 100_001.0);
     assert_eq!(
         act(&mut m, Input::Tick, 100_001.0),
         [Action::Open {
@@ -577,7 +577,7 @@ fn a_connection_lost_before_its_first_event_resumes_from_the_welcome_position() 
         &mut m,
         Input::Subscribed {
             recovered: true,
-            position: Some("e-41".into()),
+            position: Some("e-41"),
         },
         2.0,
     );
@@ -585,7 +585,7 @@ fn a_connection_lost_before_its_first_event_resumes_from_the_welcome_position() 
     act(
         &mut m,
         Input::Closed {
-            code: Some("slow_consumer".into()),
+            code: Some("slow_consumer"),
         },
         3.0,
     );
@@ -604,7 +604,7 @@ fn a_connection_lost_before_its_first_event_resumes_from_the_welcome_position() 
         &mut m,
         Input::Subscribed {
             recovered: true,
-            position: Some("e-99".into()),
+            position: Some("e-99"),
         },
         10_002.0,
     );
@@ -617,7 +617,7 @@ fn a_connection_lost_before_its_first_event_resumes_from_the_welcome_position() 
         &mut m,
         Input::Subscribed {
             recovered: false,
-            position: Some("n-7".into()),
+            position: Some("n-7"),
         },
         20_002.0,
     );
@@ -629,8 +629,8 @@ fn an_expired_token_is_refreshed_in_band_on_websocket_and_by_reconnecting_on_sse
     let mut m = open_ws();
     let expired = Input::Refused {
         reference: None,
-        code: "token_expired".into(),
-        message: "m".into(),
+        code: "token_expired",
+        message: "m",
     };
     assert_eq!(act(&mut m, expired, 3.0), [Action::Reauth]);
     let mut m = machine(Preference::Sse, &["a"]);
@@ -642,7 +642,7 @@ fn an_expired_token_is_refreshed_in_band_on_websocket_and_by_reconnecting_on_sse
     }
     let out = m.handle(
         Input::Closed {
-            code: Some("token_expired".into()),
+            code: Some("token_expired"),
         },
         1e6,
         1.0,
