@@ -14,6 +14,8 @@
 //!   written to.
 
 use crate::listener::{ClientAddr, GatewayListener};
+use crate::rewind::Rewind;
+use crate::sse_socket::{self, Ended, Head};
 use crate::state::Shared;
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -120,29 +122,21 @@ impl Server {
         addr: SocketAddr,
     ) -> Option<Arc<Member>> {
         let (member, evicted) = self.pool.admit();
+        let exchange = Exchange {
+            router: self.router.clone(),
+            pool: self.pool.clone(),
+            member: member.clone(),
+            shared: self.shared.clone(),
+            addr,
+        };
         let service = {
-            let router = self.router.clone();
-            let pool = self.pool.clone();
-            let member = member.clone();
-            let shared = self.shared.clone();
-            hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(ClientAddr(addr)));
-                let busy = Busy::begin(&pool, &member);
-                let router = router.clone();
-                let shared = shared.clone();
+            let exchange = exchange.clone();
+            hyper::service::service_fn(move |req: Request<Incoming>| {
+                let exchange = exchange.clone();
                 async move {
-                    let mut res = router
-                        .oneshot(req.map(axum::body::Body::new))
-                        .await
-                        .unwrap_or_else(|never| match never {});
-                    busy.end(is_stream(&res));
-                    if shared.shutdown.is_cancelled()
-                        && res.status() != StatusCode::SWITCHING_PROTOCOLS
-                    {
-                        res.headers_mut()
-                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    }
-                    Ok::<_, std::convert::Infallible>(res)
+                    Ok::<_, std::convert::Infallible>(
+                        exchange.respond(req.map(axum::body::Body::new)).await,
+                    )
                 }
             })
         };
@@ -153,37 +147,95 @@ impl Server {
         let closing = self.closing.clone();
         let header_timeout = self.header_timeout;
         self.tracker.spawn(async move {
-            let mut conn = Box::pin(
-                http.serve_connection(TokioIo::new(io), service)
-                    .with_upgrades(),
-            );
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::trace!(%addr, error = %e, "connection failed");
-                    }
+            let mut io = io;
+            let mut buf = Vec::new();
+            // The first request head is read here: `GET /v1/sse` is served
+            // off hyper (see sse_socket.rs), anything else goes to hyper
+            // with the bytes read so far. The same bounds as hyper's apply:
+            // the header-read timeout, eviction, shutdown.
+            let deadline = Instant::now() + header_timeout;
+            let head = tokio::select! {
+                head = tokio::time::timeout_at(deadline, sse_socket::read_head(&mut io, &mut buf)) => {
+                    head.unwrap_or(Head::Closed)
                 }
-                _ = member.evicted.cancelled() => {
-                    tracing::trace!(%addr, "idle connection evicted");
-                    // A socket that never finished a request is dropped at
-                    // once; a keep-alive one is closed between requests.
-                    if member.served.load(Ordering::Acquire) {
+                _ = member.evicted.cancelled() => Head::Closed,
+                _ = closing.cancelled() => Head::Hyper,
+            };
+            let rest = match head {
+                Head::Hyper => Some(buf),
+                Head::Closed => None,
+                Head::Sse { req, keep_alive } => {
+                    // The head's buffer is not kept for the stream's life.
+                    buf.shrink_to_fit();
+                    // Boxed: the stream's task keeps neither the router's
+                    // future nor the writer's beside the other.
+                    let res = Box::pin(exchange.respond(req)).await;
+                    let ended = Box::pin(sse_socket::write_response(&mut io, res, keep_alive, &mut buf)).await;
+                    (ended == Ended::KeepAlive).then_some(buf)
+                }
+            };
+            if let Some(rest) = rest {
+                let mut conn = Box::pin(
+                    http.serve_connection(TokioIo::new(Rewind::new(rest, io)), service)
+                        .with_upgrades(),
+                );
+                tokio::select! {
+                    r = conn.as_mut() => {
+                        if let Err(e) = r {
+                            tracing::trace!(%addr, error = %e, "connection failed");
+                        }
+                    }
+                    _ = member.evicted.cancelled() => {
+                        tracing::trace!(%addr, "idle connection evicted");
+                        // A socket that never finished a request is dropped at
+                        // once; a keep-alive one is closed between requests.
+                        if member.served.load(Ordering::Acquire) {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = tokio::time::timeout(header_timeout, conn.as_mut()).await;
+                        }
+                    }
+                    _ = closing.cancelled() => {
                         conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(header_timeout, conn.as_mut()).await;
+                        let _ = conn.as_mut().await;
                     }
-                }
-                _ = closing.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.as_mut().await;
                 }
             }
-            drop(conn);
             pool.leave(&member);
             member.gone.cancel();
             // Like axum::serve's: what a trace-level log shows per socket.
             tracing::trace!(%addr, "connection closed");
         });
         evicted
+    }
+}
+
+/// What answers a socket's requests, whichever way they were read (hyper,
+/// or sse_socket.rs): the router, with the bookkeeping of the server loop.
+#[derive(Clone)]
+struct Exchange {
+    router: Router,
+    pool: Arc<IdlePool>,
+    member: Arc<Member>,
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+}
+
+impl Exchange {
+    async fn respond(self, mut req: Request<axum::body::Body>) -> Response<axum::body::Body> {
+        req.extensions_mut()
+            .insert(ConnectInfo(ClientAddr(self.addr)));
+        let busy = Busy::begin(&self.pool, &self.member);
+        let mut res = self
+            .router
+            .oneshot(req)
+            .await
+            .unwrap_or_else(|never| match never {});
+        busy.end(is_stream(&res));
+        if self.shared.shutdown.is_cancelled() && res.status() != StatusCode::SWITCHING_PROTOCOLS {
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        res
     }
 }
 
