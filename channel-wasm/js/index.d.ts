@@ -60,6 +60,10 @@ export interface ConnectOptions {
   transport?: 'auto' | Transport;
   /** Patterns to subscribe to from the start, before any handler exists. */
   topics?: string[];
+  /** A position (a `lastSeq` kept from earlier) to resume after: the first connection delivers what
+   * came after it, as a reconnect would; where the gateway cannot honour it, `onState` says
+   * `recovered: false`. */
+  since?: string;
   /** A token, or a function returning one (or a promise of one), called on every connect. */
   token?: string | (() => string | Promise<string>);
   /** How long `connect()` waits for the first connection (ms, default 10000; 0 waits forever). */

@@ -68,7 +68,7 @@ function open(options) {
   // NaN stands for "not given": the Rust side takes its default.
   const numbers = [options.minBackoffMs, options.maxBackoffMs, options.outboxSize, options.attemptTimeoutMs];
   const fn = typeof token == 'function';
-  const h = w.o(kind, ...numbers.map((n) => n ?? NaN), fn, ...put([url.replace(/\/+$/, ''), uuid(), token]));
+  const h = w.o(kind, ...numbers.map((n) => n ?? NaN), fn, ...put([url.replace(/\/+$/, ''), uuid(), token, options.since]));
   const side = new Side(h, token);
   try {
     for (const t of topics) subscribe(side, t);

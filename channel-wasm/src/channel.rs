@@ -77,7 +77,8 @@ impl Channel {
     /// trailing slash), with the options `index.js` has read and checked:
     /// `transport` 0 auto, 1 WebSocket, 2 SSE; a number that is NaN takes
     /// its default; `token` a fixed token, or `token_fn` when it is a
-    /// function. Nothing happens on the network until `START`.
+    /// function; `since` a position to resume after. Nothing happens on the
+    /// network until `START`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         h: u32,
@@ -90,6 +91,7 @@ impl Channel {
         attempt_timeout_ms: f64,
         token: Option<&str>,
         token_fn: bool,
+        since: Option<&str>,
     ) -> Channel {
         let or = |n: f64, default: f64| if n.is_nan() { default } else { n };
         let defaults = Config::default();
@@ -105,9 +107,13 @@ impl Channel {
             connect_timeout_ms: or(attempt_timeout_ms, defaults.connect_timeout_ms),
             dedupe_ids: defaults.dedupe_ids,
         };
+        let mut machine = Machine::new(cfg, Vec::new());
+        if let Some(p) = since {
+            machine.resume_after(p);
+        }
         Channel {
             h,
-            machine: RefCell::new(Machine::new(cfg, Vec::new())),
+            machine: RefCell::new(machine),
             base: base.to_owned(),
             instance: instance.to_owned(),
             token_fn,

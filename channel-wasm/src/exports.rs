@@ -40,8 +40,8 @@ static CHANNELS: Channels = Channels(RefCell::new(Vec::new()));
 
 /// A channel to the gateway at the base URL (string 0), with the options
 /// `index.js` has read and checked (see [`Channel::new`]), its instance id
-/// (string 1) and a fixed token (string 2) or `token_fn`; answers its
-/// handle.
+/// (string 1), a fixed token (string 2) or `token_fn`, and the `since`
+/// option (string 3); answers its handle.
 #[unsafe(export_name = "o")]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn open(
@@ -54,8 +54,9 @@ pub extern "C" fn open(
     base: i32,
     instance: i32,
     token: i32,
+    since: i32,
 ) -> u32 {
-    let s = Strings::take([base, instance, token]);
+    let s = Strings::take([base, instance, token, since]);
     let mut all = write(&CHANNELS.0);
     let h = all.len() as u32;
     let channel = Channel::new(
@@ -69,6 +70,7 @@ pub extern "C" fn open(
         attempt_timeout_ms,
         s.get(2),
         token_fn != 0,
+        s.get(3),
     );
     all.push(Some(Rc::new(channel)));
     h

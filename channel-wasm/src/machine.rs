@@ -296,6 +296,13 @@ impl<P> Machine<P> {
         }
     }
 
+    /// Starts from `position` (the `since` option) instead of where the
+    /// gateway would start: the first connection resumes after it, as a
+    /// reconnect does.
+    pub fn resume_after(&mut self, position: &str) {
+        self.set_position(position);
+    }
+
     pub fn state(&self) -> State {
         self.state
     }

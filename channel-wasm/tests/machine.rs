@@ -189,6 +189,45 @@ fn reconnects_with_backoff_and_resumes_from_the_last_position() {
 }
 
 #[test]
+fn a_start_position_is_resumed_after_on_the_first_connection_of_either_transport() {
+    let mut m = machine(Preference::WebSocket, &["a.*"]);
+    m.resume_after("e-7");
+    assert_eq!(
+        act(&mut m, Input::Start, 0.0),
+        [Action::Open {
+            kind: Kind::WebSocket,
+            topics: vec!["a.*".into()],
+            since: Some("e-7".into())
+        }]
+    );
+    assert_eq!(
+        act(&mut m, welcome(None), 1.0),
+        [Action::Send(
+            r#"{"op":"subscribe","ref":"sub","topics":["a.*"],"since":"e-7"}"#.into()
+        )]
+    );
+    // The gateway could not honour it: the channel says so, and goes on
+    // from where the gateway started.
+    let out = act(
+        &mut m,
+        Input::Subscribed {
+            recovered: false,
+            position: Some("e-9"),
+        },
+        2.0,
+    );
+    assert_eq!(out, [open_state(false, Kind::WebSocket)]);
+    assert_eq!(m.last_seq(), Some("e-9"));
+
+    let mut m = machine(Preference::Sse, &["a"]);
+    m.resume_after("e-7");
+    assert!(matches!(
+        act(&mut m, Input::Start, 0.0).as_slice(),
+        [Action::Open { kind: Kind::Sse, since: Some(s), .. }] if s == "e-7"
+    ));
+}
+
+#[test]
 fn delays_grow_while_failures_repeat_and_reset_after_success() {
     let mut m = machine(Preference::WebSocket, &["a"]);
     act(&mut m, Input::Start, 0.0);
