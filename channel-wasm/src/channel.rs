@@ -36,13 +36,6 @@ struct Handler {
     pattern: Pattern,
 }
 
-/// A transport the machine asked for, waiting for the token function.
-struct Opening {
-    kind: Kind,
-    topics: Vec<String>,
-    since: Option<String>,
-}
-
 pub struct Channel {
     /// The handle the glue keeps its side of this channel under.
     h: u32,
@@ -58,8 +51,8 @@ pub struct Channel {
     token: RefCell<Option<String>>,
     /// The transport open in the glue, if any.
     transport: Cell<Option<Kind>>,
-    /// A connect waiting for the token function.
-    opening: RefCell<Option<Opening>>,
+    /// A transport the machine asked for, waiting for the token function.
+    opening: Cell<Option<Kind>>,
     /// Bumped whenever a transport is opened or let go; signals from an
     /// older generation are ignored.
     generation: Cell<u32>,
@@ -119,7 +112,7 @@ impl Channel {
             token_fn,
             token: RefCell::new(token.map(str::to_owned)),
             transport: Cell::new(None),
-            opening: RefCell::new(None),
+            opening: Cell::new(None),
             generation: Cell::new(0),
             handlers: RefCell::new(Vec::new()),
             due: Cell::new(None),
@@ -143,15 +136,7 @@ impl Channel {
     fn perform(&self, action: Action<Current>, ty: &str) {
         let h = self.h;
         match action {
-            Action::Open {
-                kind,
-                topics,
-                since,
-            } => self.open(Opening {
-                kind,
-                topics,
-                since,
-            }),
+            Action::Open { kind } => self.open(kind),
             Action::CloseTransport => self.let_go(),
             Action::Send(text) => self.send(&text),
             Action::Post { reference, json } => {
@@ -219,9 +204,8 @@ impl Channel {
             tag::POSTED => self.posted(n as u64, &signal),
             tag::TOKEN if current => {
                 *write(&self.token) = signal.get(field::TOKEN).map(str::to_owned);
-                let opening = write(&self.opening).take();
-                if let Some(o) = opening {
-                    self.open_now(o);
+                if let Some(kind) = self.opening.take() {
+                    self.open_now(kind);
                 }
             }
             tag::TOKEN_FAILED if current => {
@@ -285,30 +269,37 @@ impl Channel {
     }
 
     /// Opens a transport once the token (if any) is known.
-    fn open(&self, o: Opening) {
+    fn open(&self, kind: Kind) {
         self.let_go();
         if !self.token_fn {
-            return self.open_now(o);
+            return self.open_now(kind);
         }
         // Called again on every connect, so a refreshed token is used.
-        *write(&self.opening) = Some(o);
+        self.opening.set(Some(kind));
         abi::token(self.h, tag::TOKEN, self.generation.get());
     }
 
-    fn open_now(&self, o: Opening) {
-        let token = read(&self.token).clone();
-        let url = match o.kind {
-            Kind::WebSocket => outgoing::websocket(&self.base, &self.instance, token.as_deref()),
-            Kind::Sse => outgoing::sse(
-                &self.base,
-                &self.instance,
-                &o.topics,
-                o.since.as_deref(),
-                token.as_deref(),
-            ),
+    /// Opens `kind` with the machine's patterns and position as they are
+    /// now (a token function may have taken a while).
+    fn open_now(&self, kind: Kind) {
+        let url = {
+            let token = read(&self.token);
+            let m = read(&self.machine);
+            match kind {
+                Kind::WebSocket => {
+                    outgoing::websocket(&self.base, &self.instance, token.as_deref())
+                }
+                Kind::Sse => outgoing::sse(
+                    &self.base,
+                    &self.instance,
+                    m.patterns(),
+                    m.last_seq(),
+                    token.as_deref(),
+                ),
+            }
         };
-        self.transport.set(Some(o.kind));
-        abi::open(self.h, o.kind as u32, self.generation.get(), &url);
+        self.transport.set(Some(kind));
+        abi::open(self.h, kind as u32, self.generation.get(), &url);
     }
 
     fn on_signal(&self, kind: Kind, what: u32, signal: &Signal) {
@@ -384,7 +375,6 @@ impl Channel {
             ty,
             emit: Emit {
                 reference,
-                id: id.to_owned(),
                 json,
             },
         });

@@ -96,12 +96,11 @@ pub mod code {
     pub const EVENT_TOO_LARGE: &str = "event_too_large";
 }
 
-/// One emit: the envelope is already JSON, so a resend is byte-identical and
-/// the gateway dedupes it by `id`.
+/// One emit: the envelope is already JSON (its `id` included), so a resend
+/// is byte-identical and the gateway dedupes it by `id`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Emit {
     pub reference: u64,
-    pub id: String,
     pub json: String,
 }
 
@@ -166,12 +165,12 @@ pub enum Input<'a, P> {
 
 #[derive(Debug, PartialEq)]
 pub enum Action<P> {
-    /// Open a transport. SSE subscribes with `topics` from `since` in the URL;
-    /// WebSocket gets a `Send` of its subscribe frame after the welcome.
+    /// Open a transport. SSE subscribes with the [`patterns`](Machine::patterns)
+    /// from the [`last_seq`](Machine::last_seq) in the URL (read them when
+    /// the URL is made); WebSocket gets a `Send` of its subscribe frame
+    /// after the welcome.
     Open {
         kind: Kind,
-        topics: Vec<String>,
-        since: Option<String>,
     },
     CloseTransport,
     /// A WebSocket text frame.
@@ -497,11 +496,7 @@ impl<P> Machine<P> {
         self.resubscribe_at = None;
         self.ping_at = None;
         self.attempt_deadline = Some(now + self.cfg.connect_timeout_ms);
-        self.actions.push(Action::Open {
-            kind,
-            topics: self.patterns.clone(),
-            since: self.last_seq.clone(),
-        });
+        self.actions.push(Action::Open { kind });
     }
 
     /// `position` is where the gateway's delivery starts: a channel that has
