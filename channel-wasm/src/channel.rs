@@ -373,10 +373,7 @@ impl Channel {
         let json = outgoing::envelope(id, ty, &set, data);
         self.feed(Input::Emit {
             ty,
-            emit: Emit {
-                reference,
-                json,
-            },
+            emit: Emit { reference, json },
         });
     }
 
