@@ -38,8 +38,8 @@ function matches(p, t) {
  * (a frozen leader keeps its lock). The leader answers a ping from its
  * message handler, which background throttling (of timers) does not slow. */
 const TICK = 250,
-  QUIET = 700,
-  DEAD = 1400;
+  QUIET = 500,
+  DEAD = 1100;
 
 const resolve = (f) => (typeof f == 'function' ? f() : f);
 
@@ -190,6 +190,7 @@ export async function layer(o, connect) {
     const g = ++gen;
     leading = 1;
     if (bc) tab.shared = 'leader';
+    post({ t: 'l' });
     const topics = union();
     // Waits as long as it takes: the app's connectTimeoutMs is this
     // layer's, and a later leader has no one to give up to.
@@ -236,8 +237,10 @@ export async function layer(o, connect) {
     const ac = (election = new AbortController());
     locks
       .request(key, steal ? { steal } : { signal: ac.signal }, () => {
-        granted?.();
         lead();
+        // The steal lock is kept a while, until the others have heard
+        // this tab lead: a lock and a message travel apart.
+        granted && setTimeout(granted, DEAD);
         return new Promise((r) => (release = r));
       })
       .catch(() => election == ac && !closed && (follow(), elect()));
@@ -245,8 +248,9 @@ export async function layer(o, connect) {
 
   const tick = () => {
     const quiet = now() - heard;
-    if (inner) post({ t: 's', s: tab.state, i: { transport: tab.transport, attempt: 0 }, last });
-    else if (leading || quiet < QUIET) return;
+    // A leader still connecting says so, or the others would take over again.
+    if (leading) post(inner ? { t: 's', s: tab.state, i: { transport: tab.transport, attempt: 0 }, last } : { t: 'l' });
+    else if (quiet < QUIET) return;
     else if (quiet < DEAD || stealing) post({ t: 'ping' });
     // One follower steals: the one that gets this lock.
     else
@@ -258,14 +262,14 @@ export async function layer(o, connect) {
   /** A message from another tab. */
   const hear = ({ data: m }) => {
     const t = m.t;
-    if (t == 'e' || t == 's' || (t == 'who' && m.lead)) heard = now();
+    if (t == 'e' || t == 's' || t == 'l' || (t == 'who' && m.lead)) heard = now();
     if (t == 'e') take(m.e);
     else if (t == 's') {
       if (!leading) {
         last ??= m.last;
         if (m.s != tab.state || m.i.recovered === false) state(m.s, m.i);
       }
-    } else if (t == 'ping') inner && tick();
+    } else if (t == 'ping') leading && tick();
     else if (t == 'who') {
       // A new tab asks for the others' patterns; a new leader, also for
       // the emits still unanswered.
