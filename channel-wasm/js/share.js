@@ -84,8 +84,6 @@ export async function layer(o, connect) {
   let gen = 0;
   let leading;
   let last = null;
-  /** Leader: live events held back while it catches up from history. */
-  let buffer;
   let heard = now();
   let stealing, granted, election, release, closed, batch, fatal;
   let saved = Promise.resolve();
@@ -109,7 +107,6 @@ export async function layer(o, connect) {
   };
   /** Leader: an event for every tab, once. */
   const out = (e) => take(e) && post({ t: 'e', e });
-  const live = (e) => (buffer ? buffer.push(e) : out(e));
 
   const union = () => [...new Set([...tabs.values()].flat())];
   /** Leader: subscribes its channel to the union of the tabs' patterns. */
@@ -118,7 +115,7 @@ export async function layer(o, connect) {
     const u = union();
     for (const p of u) {
       try {
-        offs.has(p) || offs.set(p, inner.subscribe(p, live));
+        offs.has(p) || offs.set(p, inner.subscribe(p, out));
       } catch (e) {
         report(e);
       }
@@ -163,54 +160,31 @@ export async function layer(o, connect) {
   };
   const resend = () => pending.forEach(([rec]) => route(rec));
 
-  /** The events of `topics` after the last position this tab saw, from the
-   * gateway's history: what the old leader never passed on. Answers false
-   * when some may be missing (history cut short, gateway restarted). */
-  const catchUp = async (topics) => {
-    let since = last;
-    let recovered = true;
-    let more = since && topics.length;
-    try {
-      const token = await resolve(o.token);
-      const q = topics.map((p) => 'topic=' + encodeURIComponent(p)).join('&');
-      while (more) {
-        const r = await fetch(`${o.url.replace(/\/+$/, '')}/v1/events?${q}&limit=1000&since=${since}`, {
-          headers: token ? { authorization: 'Bearer ' + token } : {},
-        });
-        const page = await r.json();
-        recovered &&= page.recovered;
-        for (const e of page.events) out(e), (since = e.seq);
-        more = page.more;
-      }
-      return recovered;
-    } catch {}
-  };
-
   const lead = async () => {
     const g = ++gen;
     leading = 1;
     if (bc) tab.shared = 'leader';
     post({ t: 'l' });
-    const topics = union();
-    // Waits as long as it takes: the app's connectTimeoutMs is this
-    // layer's, and a later leader has no one to give up to.
-    const ch = await connect({ ...o, share: 0, persist: 0, topics, connectTimeoutMs: 0 }).catch((e) => fatal(e));
+    // Resumes after the last position the tabs saw, so the gateway replays
+    // what the old leader never passed on. Waits as long as it takes: the
+    // app's connectTimeoutMs is this layer's, and a later leader has no one
+    // to give up to.
+    const ch = await connect({ ...o, share: 0, persist: 0, topics: union(), since: last, connectTimeoutMs: 0 }).catch((e) =>
+      fatal(e),
+    );
     if (g != gen || !ch) return ch?.close();
     inner = ch;
-    last ??= ch.lastSeq;
+    const i = { transport: ch.transport, attempt: 0 };
+    // A position the gateway could not resume from is replaced by its
+    // live start (PROTOCOL §4.3): events may be missing.
+    if (last && ch.lastSeq != last) i.recovered = false;
+    last = ch.lastSeq;
     ch.onState((s, i) => ch == inner && state(s, i, 1));
     ch.onError((e) => {
       report(e);
       post({ t: 'x', c: e.code, m: e.message });
     });
-    buffer = [];
     sync();
-    const recovered = await catchUp(topics);
-    if (g != gen) return;
-    buffer.splice(0).forEach(out);
-    buffer = null;
-    const i = { transport: ch.transport, attempt: 0 };
-    if (!recovered) i.recovered = false;
     state(ch.state, i, 1);
     // The other tabs answer with their patterns and unanswered emits.
     post({ t: 'who', lead: 1 });
