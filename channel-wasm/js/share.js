@@ -4,9 +4,9 @@
 //
 // One tab, the leader, holds the lock named after the app's key (Web Locks)
 // and with it the one plain EventChannel; it subscribes with the union of
-// every tab's patterns and posts each event, once, on a BroadcastChannel of
-// the same name. Every tab delivers what matches its own patterns, once
-// (deduplicated by id, across leaders too). Emits go through the leader and
+// every tab's patterns and posts each event, with the pattern it matched,
+// on a BroadcastChannel of the same name. Every tab gives it to its
+// handlers of that pattern, once (deduplicated by id, across leaders too). Emits go through the leader and
 // are answered to the tab that made them; a tab keeps each emit until it is
 // answered and sends it again, same id, to every new leader: the gateway's
 // dedupe makes a resend harmless.
@@ -21,17 +21,6 @@ const now = Date.now;
 
 /** PROTOCOL §3.1, checked here because a follower has no channel to ask. */
 const PATTERN = /^(([\w-]{1,64}|\*)\.)*([\w-]{1,64}|\*|>)$/;
-
-/** Whether pattern `p` matches topic `t`: `*` one segment, `>` the rest. */
-function matches(p, t) {
-  p = p.split('.');
-  t = t.split('.');
-  for (let i = 0; i < p.length; i++) {
-    if (p[i] == '>') return t.length > i;
-    if (p[i] != '*' && p[i] != t[i]) return false;
-  }
-  return p.length == t.length;
-}
 
 /** The leader posts its state every TICK ms. A follower that has heard
  * nothing for QUIET ms pings it, and after DEAD ms takes the lock by force
@@ -94,19 +83,18 @@ export async function layer(o, connect) {
     if (lead) post({ t: 's', s, i, last });
   };
 
-  /** Delivers `e` to this tab's handlers unless it was delivered already;
-   * answers whether it was new. */
-  const take = (e) => {
-    const k = e.source + ' ' + e.id;
+  /** Delivers `e`, which the leader's channel matched to pattern `p`, to
+   * this tab's handlers of `p`, unless they had it already (a new leader
+   * may replay some); answers whether it was new. */
+  const take = (e, p) => {
+    const k = `${e.source} ${e.id} ${p}`;
     if (seen.has(k)) return;
     seen.add(k);
     if (seen.size > 4096) seen.delete(seen.values().next().value);
     last = e.seq;
-    for (const [id, p] of subs) if (matches(p, e.type)) cb.handle(id, e);
+    for (const [id, q] of subs) if (q == p) cb.handle(id, e);
     return 1;
   };
-  /** Leader: an event for every tab, once. */
-  const out = (e) => take(e) && post({ t: 'e', e });
 
   const union = () => [...new Set([...tabs.values()].flat())];
   /** Leader: subscribes its channel to the union of the tabs' patterns. */
@@ -115,7 +103,9 @@ export async function layer(o, connect) {
     const u = union();
     for (const p of u) {
       try {
-        offs.has(p) || offs.set(p, inner.subscribe(p, out));
+        // The channel calls this once per event and pattern, as it
+        // calls the handlers of a plain channel: the pattern goes with it.
+        offs.has(p) || offs.set(p, inner.subscribe(p, (e) => take(e, p) && post({ t: 'e', e, p })));
       } catch (e) {
         report(e);
       }
@@ -237,7 +227,7 @@ export async function layer(o, connect) {
   const hear = ({ data: m }) => {
     const t = m.t;
     if (t == 'e' || t == 's' || t == 'l' || (t == 'who' && m.lead)) heard = now();
-    if (t == 'e') take(m.e);
+    if (t == 'e') take(m.e, m.p);
     else if (t == 's') {
       if (!leading) {
         last ??= m.last;
