@@ -3,12 +3,12 @@
 // gateway refuses WebSocket. See harness.mjs.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { TRANSPORTS, gateway, openApp, root, shutdown } from './harness.mjs';
+import { TRANSPORTS, timeout, gateway, openApp, root, shutdown } from './harness.mjs';
 
 after(shutdown);
 
 for (const transport of TRANSPORTS) {
-  test(`emit resolves with the gateway's receipt, over ${transport}`, async () => {
+  test(`emit resolves with the gateway's receipt, over ${transport}`, { timeout }, async () => {
     const url = await gateway('main');
     const r = root('emit');
     const page = await openApp();
@@ -48,7 +48,7 @@ for (const transport of TRANSPORTS) {
     await page.close();
   });
 
-  test(`emits made while disconnected are flushed in order, over ${transport}`, async () => {
+  test(`emits made while disconnected are flushed in order, over ${transport}`, { timeout }, async () => {
     const url = await gateway('tight');
     const page = await openApp();
     const got = await page.evaluate(
@@ -90,7 +90,7 @@ for (const transport of TRANSPORTS) {
   });
 }
 
-test('auto falls back to SSE when WebSocket is refused', async () => {
+test('auto falls back to SSE when WebSocket is refused', { timeout }, async () => {
   const url = await gateway('noWebSocket');
   const page = await openApp();
   const got = await page.evaluate(

@@ -19,6 +19,11 @@ export { eventually } from '../e2e/harness.mjs';
 
 export const TRANSPORTS = ['websocket', 'sse'];
 
+/** Each test's limit (`test(name, { timeout }, fn)`): a client that hangs
+ * (an emit that never settles) fails its test instead of the whole run.
+ * Generous: the machine is shared; no test asserts on speed. */
+export const timeout = 60_000;
+
 /** The secret of the `auth` gateway, for tests that mint their own tokens. */
 export const JWT_SECRET = `browser-tests-only-${process.pid}-${Date.now()}-of-enough-length`;
 

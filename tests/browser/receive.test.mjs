@@ -4,12 +4,12 @@
 // (`node --test tests/browser/`); see harness.mjs.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { TRANSPORTS, gateway, openApp, root, shutdown } from './harness.mjs';
+import { TRANSPORTS, timeout, gateway, openApp, root, shutdown } from './harness.mjs';
 
 after(shutdown);
 
 for (const transport of TRANSPORTS) {
-  test(`subscribe and receive over ${transport}`, async () => {
+  test(`subscribe and receive over ${transport}`, { timeout }, async () => {
     const url = await gateway('main');
     const r = root('recv');
     const page = await openApp();
@@ -39,7 +39,7 @@ for (const transport of TRANSPORTS) {
     await page.close();
   });
 
-  test(`patterns route like the gateway, over ${transport}`, async () => {
+  test(`patterns route like the gateway, over ${transport}`, { timeout }, async () => {
     const url = await gateway('main');
     const page = await openApp();
     const got = await page.evaluate(
@@ -74,7 +74,7 @@ for (const transport of TRANSPORTS) {
     await page.close();
   });
 
-  test(`a throwing handler does not stop the others, over ${transport}`, async () => {
+  test(`a throwing handler does not stop the others, over ${transport}`, { timeout }, async () => {
     const url = await gateway('main');
     const page = await openApp();
     const got = await page.evaluate(

@@ -5,7 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { JWT_SECRET, TRANSPORTS, gateway, openApp, root, shutdown } from './harness.mjs';
+import { JWT_SECRET, TRANSPORTS, timeout, gateway, openApp, root, shutdown } from './harness.mjs';
 
 after(shutdown);
 
@@ -15,17 +15,21 @@ const backoff = { minBackoffMs: 200, maxBackoffMs: 1000 };
 const upTo = (n) => Array.from({ length: n }, (_, i) => i + 1);
 
 for (const transport of TRANSPORTS) {
-  test(`a connection cut by the gateway resumes without loss or duplicates, over ${transport}`, async () => {
+  test(`a connection cut by the gateway resumes without loss or duplicates, over ${transport}`, { timeout }, async () => {
     const url = await gateway('tight');
     const page = await openApp();
     const got = await page.evaluate(
-      async ({ url, transport, r, backoff }) => {
-        const { channel, states, errors } = await t.connect({ url, transport, topics: [`${r}.>`], ...backoff });
+      async ({ url, transport, r }) => {
+        // A fixed 1 s before each reconnect: time to publish while cut off.
+        const options = { url, transport, topics: [`${r}.>`], minBackoffMs: 1000, maxBackoffMs: 1000 };
+        const { channel, states, errors } = await t.connect(options);
         const events = t.record(channel, `${r}.>`);
         await t.sleep(200);
-        // 200 events in two bursts of 100, each far over the 8 KiB outbox:
-        // the gateway cuts the connection as a slow consumer.
+        // 100 events, far over the 8 KiB outbox: the gateway cuts the
+        // connection as a slow consumer, part way through.
         await t.publish(url, t.batch(`${r}.e`, 1, 100, 200));
+        await t.until('the channel to notice the cut', () => channel.state === 'reconnecting');
+        // 100 more while it is cut off: only a resume can bring them.
         await t.publish(url, t.batch(`${r}.e`, 101, 200, 200));
         await t.until('200 events', () => events.length >= 200, 30000).catch((e) => {
           throw new Error(`${e.message}: got ${events.length}, states ${JSON.stringify(states)}, errors ${JSON.stringify(errors)}`);
@@ -35,7 +39,7 @@ for (const transport of TRANSPORTS) {
         await channel.close();
         return { ns: t.ns(events), states: before };
       },
-      { url, transport, r: root('resume'), backoff },
+      { url, transport, r: root('resume') },
     );
     assert.deepEqual(got.ns, upTo(200), 'every event once, in order');
     const names = got.states.map((s) => s.state);
@@ -46,7 +50,7 @@ for (const transport of TRANSPORTS) {
     await page.close();
   });
 
-  test(`the token function is called again on every connect, over ${transport}`, async () => {
+  test(`the token function is called again on every connect, over ${transport}`, { timeout }, async () => {
     const url = await gateway('tight');
     const page = await openApp();
     const got = await page.evaluate(
@@ -86,7 +90,7 @@ function mint(sub, expIn) {
 }
 
 for (const transport of TRANSPORTS) {
-  test(`an expiring token is refreshed and nothing is lost, over ${transport}`, async () => {
+  test(`an expiring token is refreshed and nothing is lost, over ${transport}`, { timeout }, async () => {
     const url = await gateway('auth');
     const sub = `u${Math.floor(Math.random() * 1e9)}`;
     const page = await openApp();
