@@ -14,6 +14,7 @@ use crate::abi;
 use crate::cell::{read, write};
 use crate::frames::{self, Malformed, Signal, field};
 use crate::http::{self, PostOutcome};
+use crate::list;
 use crate::machine::{Action, Config, Emit, Input, Kind, Machine, Preference, code};
 use crate::outgoing;
 use crate::prelude::*;
@@ -416,10 +417,10 @@ impl Channel {
     pub fn unsubscribe(&self, id: u32) {
         let removed = {
             let mut hs = write(&self.handlers);
-            let Some(i) = hs.iter().position(|h| h.id == id) else {
+            let i = hs.iter().position(|h| h.id == id);
+            let Some(h) = i.and_then(|i| list::take(&mut hs, i)) else {
                 return;
             };
-            let h = hs.remove(i);
             let still_used = hs.iter().any(|o| o.pattern == h.pattern);
             (!still_used).then_some(h.pattern.as_str().to_owned())
         };

@@ -40,6 +40,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 }
 
 pub mod backoff;
+mod list;
 pub mod machine;
 pub mod outgoing;
 pub mod recent;

@@ -7,6 +7,7 @@
 //! (`P`): JS values in the browser, strings in tests.
 
 use crate::backoff::Backoff;
+use crate::list;
 use crate::outgoing::{self, push_u64};
 use crate::prelude::*;
 use crate::recent::RecentIds;
@@ -415,7 +416,7 @@ impl<P> Machine<P> {
             }
             Input::PostFailed { reference } => {
                 if let Some(e) = self.take_inflight(Some(reference)) {
-                    self.outbox.insert(0, e);
+                    list::push_front(&mut self.outbox, e);
                     self.retry_post_at = Some(now + self.backoff.delay(1, random));
                 }
             }
@@ -441,13 +442,14 @@ impl<P> Machine<P> {
                 }
             }
             Input::RemovePattern(p) => {
-                if let Some(i) = self.patterns.iter().position(|x| *x == p) {
-                    self.patterns.remove(i);
-                    if self.phase == Phase::Open && self.kind == Some(Kind::WebSocket) {
-                        self.actions.push(Action::Send(outgoing::unsubscribe(p)));
-                    }
-                    // On SSE the stream keeps the topic until the next
-                    // reconnect; the channel simply stops delivering it.
+                let i = self.patterns.iter().position(|x| *x == p);
+                // On SSE the stream keeps the topic until the next
+                // reconnect; the channel simply stops delivering it.
+                if i.and_then(|i| list::take(&mut self.patterns, i)).is_some()
+                    && self.phase == Phase::Open
+                    && self.kind == Some(Kind::WebSocket)
+                {
+                    self.actions.push(Action::Send(outgoing::unsubscribe(p)));
                 }
             }
             Input::Close => {
@@ -680,7 +682,7 @@ impl<P> Machine<P> {
             .inflight
             .iter()
             .position(|e| Some(e.reference) == reference)?;
-        Some(self.inflight.remove(i))
+        list::take(&mut self.inflight, i)
     }
 
     /// Sends what the outbox holds, if the connection is open. SSE sends one
@@ -697,17 +699,14 @@ impl<P> Machine<P> {
                     self.inflight.push(e);
                 }
             }
-            Some(Kind::Sse)
-                if self.inflight.is_empty()
-                    && self.retry_post_at.is_none()
-                    && !self.outbox.is_empty() =>
-            {
-                let e = self.outbox.remove(0);
-                self.actions.push(Action::Post {
-                    reference: e.reference,
-                    json: e.json.clone(),
-                });
-                self.inflight.push(e);
+            Some(Kind::Sse) if self.inflight.is_empty() && self.retry_post_at.is_none() => {
+                if let Some(e) = list::take(&mut self.outbox, 0) {
+                    self.actions.push(Action::Post {
+                        reference: e.reference,
+                        json: e.json.clone(),
+                    });
+                    self.inflight.push(e);
+                }
             }
             _ => {}
         }
