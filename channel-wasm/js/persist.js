@@ -19,9 +19,11 @@ const done = (r) =>
  * The outbox of `scope` (origin, gateway and identity, from share.js) for
  * the tab `me`. `fail(error)` is called once, when IndexedDB is missing or
  * refuses a write (quota, private mode): from then on nothing is stored and
- * emits go out from memory only, as without `persist`.
+ * emits go out from memory only, as without `persist`. `held()` is called
+ * once this tab holds its own lock: only then may others watch it (a lock
+ * asked for by another tab first would make this one look gone).
  */
-export function outbox(scope, me, fail) {
+export function outbox(scope, me, fail, held) {
   const stop = new AbortController();
   const watched = new Set();
   const broken = (e) => db && ((db = null), fail(e));
@@ -46,13 +48,26 @@ export function outbox(scope, me, fail) {
       )
       .catch(broken);
   locks
-    ?.request(TAB + me, { signal: stop.signal }, () => new Promise((r) => (stop.signal.onabort = r)))
+    ?.request(TAB + me, { signal: stop.signal }, () => {
+      held();
+      return new Promise((r) => (stop.signal.onabort = r));
+    })
     .catch(() => {});
 
+  let send;
+  /** Once tab `o` is gone (its lock free), takes over its records. */
+  const watch = (o) => {
+    if (locks && !watched.has(o) && o != me) {
+      watched.add(o);
+      // Holding its lock, this tab would see `o` as alive: `gone` says not.
+      locks.request(TAB + o, { signal: stop.signal }, () => restore(send, o)).catch(() => {});
+    }
+  };
   /** Takes over the records of tabs that are gone and hands each to
-   * `send`; waits for the lock of each tab still alive, to take over its
-   * records when it goes. Under one lock, so two tabs never take the same. */
-  const restore = (send) => {
+   * `send`; watches each tab still alive, to take over its records when it
+   * goes. Under one lock, so two tabs never take the same. */
+  const restore = (f, gone) => {
+    send = f;
     const claim = async () => {
       const held = new Set(locks ? (await locks.query()).held.map((l) => l.name) : []);
       const out = [];
@@ -61,7 +76,7 @@ export function outbox(scope, me, fail) {
         s.getAll().onsuccess = (e) => {
           for (const r of e.target.result) {
             if (r.s != scope || r.owner == me) continue;
-            if (held.has(TAB + r.owner)) alive.push(r.owner);
+            if (r.owner != gone && held.has(TAB + r.owner)) alive.push(r.owner);
             else {
               r.owner = me;
               s.put(r);
@@ -71,11 +86,7 @@ export function outbox(scope, me, fail) {
         };
       });
       for (const r of out) send({ id: r.id, type: r.type, data: JSON.parse(r.d), o: r.o });
-      for (const o of alive) {
-        if (watched.has(o)) continue;
-        watched.add(o);
-        locks.request(TAB + o, { signal: stop.signal }, () => restore(send)).catch(() => {});
-      }
+      alive.forEach(watch);
     };
     return locks ? locks.request('eventwire restore', claim) : claim();
   };
@@ -96,6 +107,7 @@ export function outbox(scope, me, fail) {
       }),
     del: (id) => tx((s) => s.delete(scope + ' ' + id)),
     restore,
+    watch,
     close() {
       stop.abort();
       db?.then((d) => d.close());

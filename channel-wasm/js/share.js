@@ -66,7 +66,15 @@ export async function layer(o, connect) {
   /** Errors before `connect` resolves wait for the app's `onError`. */
   const early = [];
   let report = (e) => early.push(e);
-  const store = o.persist && outbox(key, me, (e) => report(failure('persist_unavailable', 'no IndexedDB: emits kept in memory', e)));
+  let held;
+  const store =
+    o.persist &&
+    outbox(
+      key,
+      me,
+      (e) => report(failure('persist_unavailable', 'no IndexedDB: emits kept in memory', e)),
+      () => ((held = 1), announce()),
+    );
   /** The plain channel, while this tab leads and it is open. */
   let inner;
   /** Bumped when this tab starts or stops leading. */
@@ -116,7 +124,7 @@ export async function layer(o, connect) {
   const announce = () => {
     const p = [...new Set([...(o.topics || []), ...subs.values()])];
     tabs.set(me, p);
-    post({ t: 'hi', from: me, p });
+    post({ t: 'hi', from: me, p, held });
     sync();
   };
 
@@ -240,6 +248,8 @@ export async function layer(o, connect) {
       announce();
       if (m.lead && !leading) resend();
     } else if (t == 'hi') {
+      // With persist, the emits of a tab that goes are taken over at once.
+      store && m.held && store.watch(m.from);
       tabs.set(m.from, m.p);
       sync();
     } else if (t == 'bye') {

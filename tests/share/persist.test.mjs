@@ -46,6 +46,28 @@ for (const share of [false, true]) {
   });
 }
 
+test('the emits of a tab closed while the gateway is down are sent by another tab', async () => {
+  const gw = await startGateway('--cors-origin', '*');
+  await createGroup(gw, 'worker', ['r.>']);
+  const ctx = await context();
+  const options = { share: true, persist: true, connectTimeoutMs: 0 };
+  const stays = await tab(ctx, page.base, gw, options, []);
+  const goes = await tab(ctx, page.base, gw, options, []);
+  await stopGateway(gw);
+  await goes.evaluate(() => emit(20, 'gone'));
+  await new Promise((r) => setTimeout(r, 500));
+  await goes.close();
+  await startAgain(gw);
+  const restored = await eventually('the closed tab\'s emits reported', async () => {
+    const r = await stays.evaluate(() => restored);
+    return r.length >= 20 && r;
+  });
+  assert.ok(restored.every((r) => r.receipt), JSON.stringify(restored[0]));
+  exactlyOnce(assert, restored.map((r) => r.id), 'gone', 20, 'onRestoredEmit in the tab that stayed');
+  exactlyOnce(assert, await drainGroup(gw, 'worker'), 'gone', 20, 'the worker');
+  await ctx.close();
+});
+
 test('without IndexedDB, persist falls back to memory and says so once', async () => {
   const gw = await startGateway('--cors-origin', '*');
   await createGroup(gw, 'worker', ['r.>']);
