@@ -53,11 +53,11 @@ test('five tabs share one connection; each gets its patterns exactly once', asyn
 });
 
 /** 500 events published while `disrupt(leader)` happens; every other tab must get each exactly once. */
-async function failover(disrupt) {
+async function failover(disrupt, transport = 'auto') {
   const gw = await startGateway('--cors-origin', '*');
   const ctx = await context();
   const tabs = [];
-  for (let i = 0; i < 3; i++) tabs.push(await tab(ctx, page.base, gw, { share: true }, ['f.*']));
+  for (let i = 0; i < 3; i++) tabs.push(await tab(ctx, page.base, gw, { share: true, transport }, ['f.*']));
   const leader = tabs.find((t) => t.shared == 'leader');
   const others = tabs.filter((t) => t != leader);
   await eventually('one connection', async () => (await connections(gw)) == 1);
@@ -78,12 +78,14 @@ async function failover(disrupt) {
   return { ms: `${next.at - t0} ms to a new leader, longest pause in delivery ${pause} ms`, ctx, leader, next: next.page, gw };
 }
 
-test('the leader closes while 500 events flow: another tab takes over, nothing lost or doubled', async () => {
-  const { ms, ctx, gw } = await failover((leader) => leader.close());
-  console.log(`failover after the leader closed: ${ms}`);
-  await eventually('one connection after failover', async () => (await connections(gw)) == 1);
-  await ctx.close();
-});
+for (const transport of ['websocket', 'sse']) {
+  test(`the leader closes while 500 events flow: another tab takes over, nothing lost or doubled (${transport})`, async () => {
+    const { ms, ctx, gw } = await failover((leader) => leader.close(), transport);
+    console.log(`failover after the leader closed (${transport}): ${ms}`);
+    await eventually('one connection after failover', async () => (await connections(gw)) == 1);
+    await ctx.close();
+  });
+}
 
 test('a frozen leader is replaced; on waking it steps down', async () => {
   let cdp;

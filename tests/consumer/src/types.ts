@@ -59,4 +59,21 @@ export async function checks(channel: EventChannel<Events>): Promise<void> {
     const code: string = err.code;
     void code;
   });
+
+  // share and persist: options, the outcome of a restored emit, the tab's role.
+  const shared = await EventChannel.connect<Events>({
+    url: 'http://localhost:8080',
+    share: true,
+    persist: true,
+    onRestoredEmit: (r) => {
+      const id: string = r.id;
+      const seq: string | undefined = r.receipt?.seq;
+      const why: string | undefined = r.error?.code;
+      void [id, seq, why];
+    },
+  });
+  const role: 'leader' | 'follower' | false | undefined = shared.shared;
+  void role;
+  // @ts-expect-error share is a boolean
+  await EventChannel.connect({ url: 'http://localhost:8080', share: 'yes' });
 }
