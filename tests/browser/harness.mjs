@@ -39,13 +39,18 @@ const FLAGS = {
 };
 const started = new Map();
 
-/** The base URL of the gateway `name` (see FLAGS), starting it if needed. */
+/** The base URL of the gateway `name` (see FLAGS), shared by the tests of
+ * one file, starting it if needed. */
 export function gateway(name) {
   if (!FLAGS[name]) throw new Error(`no gateway named ${name}`);
-  if (!started.has(name)) {
-    started.set(name, startGateway('--engine', 'memory', '--cors-origin', '*', ...FLAGS[name]));
-  }
+  if (!started.has(name)) started.set(name, startOwnGateway(...FLAGS[name]));
   return started.get(name);
+}
+
+/** A gateway for one test alone (to restart it, say): memory engine, CORS
+ * open, `flags` added; its base URL. */
+export function startOwnGateway(...flags) {
+  return startGateway('--engine', 'memory', '--cors-origin', '*', ...flags);
 }
 
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };

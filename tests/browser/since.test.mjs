@@ -3,12 +3,12 @@
 // transport. See harness.mjs.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { TRANSPORTS, gateway, openApp, root, shutdown } from './harness.mjs';
+import { TRANSPORTS, timeout, gateway, openApp, root, shutdown } from './harness.mjs';
 
 after(shutdown);
 
 for (const transport of TRANSPORTS) {
-  test(`a channel started with since resumes after that position, over ${transport}`, async () => {
+  test(`a channel started with since resumes after that position, over ${transport}`, { timeout }, async () => {
     const url = await gateway('main');
     const page = await openApp();
     const got = await page.evaluate(

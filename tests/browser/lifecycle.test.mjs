@@ -1,0 +1,139 @@
+// What the package README promises beyond what browser.rs covered: every
+// emit's promise settles (`closed`, `outbox_full`, `invalid_event`),
+// `connect()` gives up with `connect_timeout`, the function `subscribe`
+// returns stops that handler only, and a gateway that lost its history
+// says so with `recovered: false`. See harness.mjs.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { freePort, restartGateway } from '../e2e/harness.mjs';
+import { TRANSPORTS, timeout, gateway, openApp, root, shutdown, startOwnGateway } from './harness.mjs';
+
+after(shutdown);
+
+for (const transport of TRANSPORTS) {
+  test(`emits waiting for a connection: outbox_full past outboxSize, closed on close(), over ${transport}`, { timeout }, async () => {
+    const url = await gateway('tight');
+    const page = await openApp();
+    const got = await page.evaluate(
+      async ({ url, transport, r }) => {
+        // Reconnects only after 30 s: the channel stays cut off for the test.
+        const options = { url, transport, topics: [`${r}.kick`], outboxSize: 2, minBackoffMs: 30000, maxBackoffMs: 30000 };
+        const { channel } = await t.connect(options);
+        await t.sleep(200);
+        await t.publish(url, t.batch(`${r}.kick`, 1, 100, 200));
+        await t.until('the channel to notice the cut', () => channel.state === 'reconnecting');
+        const waiting = [1, 2].map((n) => t.settle(channel.emit(`${r}.ui`, { n })));
+        const third = await t.settle(channel.emit(`${r}.ui`, { n: 3 }));
+        await channel.close();
+        return { third, waiting: await Promise.all(waiting), state: channel.state };
+      },
+      { url, transport, r: root('pending') },
+    );
+    assert.equal(got.third.error?.code, 'outbox_full', 'the third emit does not fit in an outbox of 2');
+    assert.deepEqual(
+      got.waiting.map((s) => s.error?.code),
+      ['closed', 'closed'],
+      'close() rejects the emits still waiting',
+    );
+    assert.equal(got.state, 'closed');
+    await page.close();
+  });
+}
+
+test('connect() rejects with connect_timeout when no gateway answers', { timeout }, async () => {
+  // A loopback port nothing listens on: every attempt is refused.
+  const url = `http://127.0.0.1:${await freePort()}`;
+  const page = await openApp();
+  const got = await page.evaluate(async ({ url }) => {
+    const started = Date.now();
+    const settled = await t.settle(t.EventChannel.connect({ url, transport: 'websocket', connectTimeoutMs: 1500 }));
+    return { settled, ms: Date.now() - started };
+  }, { url });
+  assert.equal(got.settled.error?.code, 'connect_timeout');
+  assert.match(got.settled.error.message, new RegExp(url.replace(/[.]/g, '\\.')));
+  assert.ok(got.ms >= 1400, `not before the timeout: ${got.ms} ms`);
+  await page.close();
+});
+
+test('an emit whose data cannot be serialized is refused with invalid_event', { timeout }, async () => {
+  const url = await gateway('main');
+  const page = await openApp();
+  const got = await page.evaluate(
+    async ({ url, r }) => {
+      const { channel } = await t.connect({ url, transport: 'websocket' });
+      const cyclic = { n: 1 };
+      cyclic.self = cyclic;
+      const refused = await t.settle(channel.emit(`${r}.x`, cyclic));
+      const next = await t.settle(channel.emit(`${r}.x`, { n: 2 }));
+      await channel.close();
+      return { refused, next };
+    },
+    { url, r: root('cycle') },
+  );
+  assert.equal(got.refused.error?.code, 'invalid_event');
+  assert.ok(got.next.value?.seq, 'the channel carries on');
+  await page.close();
+});
+
+for (const transport of TRANSPORTS) {
+  test(`the function subscribe returns stops that handler only, over ${transport}`, { timeout }, async () => {
+    const url = await gateway('main');
+    const page = await openApp();
+    const got = await page.evaluate(
+      async ({ url, transport, r }) => {
+        const { channel } = await t.connect({ url, transport, topics: [`${r}.x`] });
+        const stopped = [];
+        const off = channel.subscribe(`${r}.x`, (e) => stopped.push(e));
+        const kept = t.record(channel, `${r}.x`);
+        await t.sleep(300);
+        await t.publish(url, { type: `${r}.x`, data: { n: 1 } });
+        await t.until('the first event at both', () => stopped.length === 1 && kept.length === 1);
+        off();
+        off(); // a second call changes nothing
+        await t.publish(url, { type: `${r}.x`, data: { n: 2 } });
+        await t.until('the second event at the kept handler', () => kept.length === 2);
+        await t.sleep(200);
+        await channel.close();
+        return { stopped: t.ns(stopped), kept: t.ns(kept) };
+      },
+      { url, transport, r: root('off') },
+    );
+    assert.deepEqual(got.stopped, [1]);
+    assert.deepEqual(got.kept, [1, 2]);
+    await page.close();
+  });
+
+  test(`a gateway restarted without its history reopens with recovered: false, over ${transport}`, { timeout }, async () => {
+    // A memory-engine gateway of this test's own: a restart loses every event.
+    const url = await startOwnGateway();
+    const r = root('lost');
+    const page = await openApp();
+    await page.evaluate(
+      async ({ url, transport, r }) => {
+        window.c = await t.connect({ url, transport, topics: [`${r}.>`], minBackoffMs: 200, maxBackoffMs: 1000 });
+        window.c.events = t.record(window.c.channel, `${r}.>`);
+        await t.sleep(300);
+        await t.publish(url, { type: `${r}.x`, data: { n: 1 } });
+        await t.until('the event', () => window.c.events.length === 1);
+      },
+      { url, transport, r },
+    );
+    await restartGateway(url);
+    const got = await page.evaluate(
+      async ({ url, r }) => {
+        const { channel, states, events } = window.c;
+        await t.until('the channel to reopen', () => states.some((s) => s.state === 'open'));
+        await t.publish(url, { type: `${r}.x`, data: { n: 2 } });
+        await t.until('an event from the new gateway', () => events.length === 2);
+        const seen = states.slice();
+        await channel.close();
+        return { states: seen, ns: t.ns(events) };
+      },
+      { url, r },
+    );
+    const open = got.states.find((s) => s.state === 'open');
+    assert.equal(open.info.recovered, false, 'events may have been missed: the app is told');
+    assert.deepEqual(got.ns, [1, 2], 'and the channel carries on from the new gateway');
+    await page.close();
+  });
+}
