@@ -35,14 +35,25 @@ export async function context(init) {
   return ctx;
 }
 
-/** Opens the test page in `ctx` against gateway `gw` and starts a channel with `options` and `patterns`; answers the page. */
-export async function tab(ctx, base, gw, options, patterns) {
+/** Opens the test page in `ctx` against gateway `gw` and starts a channel with `options` and `patterns`; answers the page. `init` runs in the page first. */
+export async function tab(ctx, base, gw, options, patterns, init) {
   const page = await ctx.newPage();
+  if (init) await page.addInitScript(init);
   page.on('pageerror', (e) => console.error('page error:', e));
   await page.goto(`${base}/?gw=${encodeURIComponent(gw)}`);
   await page.waitForFunction(() => window.ready);
   page.shared = await page.evaluate(([o, p]) => start(o, p), [options, patterns]);
   return page;
+}
+
+/** For `tab`'s `init`: the page's timers fire at most once a second, as
+ * Chromium runs a background tab's (headless Chromium shows every page as
+ * visible, so it never throttles one itself). */
+export function backgroundTimers() {
+  for (const name of ['setTimeout', 'setInterval']) {
+    const real = window[name];
+    window[name] = (f, ms, ...args) => real(f, Math.max(Number(ms) || 0, 1000), ...args);
+  }
 }
 
 /** Open SSE and WebSocket connections on the gateway (`/readyz`). */

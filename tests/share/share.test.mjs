@@ -5,7 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startGateway, eventually, shutdown } from '../e2e/harness.mjs';
-import { servePage, context, tab, connections, received, publishMany, exactlyOnce } from './setup.mjs';
+import { servePage, context, tab, connections, received, publishMany, exactlyOnce, backgroundTimers } from './setup.mjs';
 
 const page = await servePage();
 after(async () => {
@@ -53,14 +53,20 @@ test('five tabs share one connection; each gets its patterns exactly once', asyn
 });
 
 /** 500 events published while `disrupt(leader)` happens; every other tab must get each exactly once. */
-async function failover(disrupt, transport = 'auto') {
+async function failover(disrupt, transport = 'auto', init) {
   const gw = await startGateway('--cors-origin', '*');
   const ctx = await context();
   const tabs = [];
-  for (let i = 0; i < 3; i++) tabs.push(await tab(ctx, page.base, gw, { share: true, transport }, ['f.*']));
+  for (let i = 0; i < 3; i++) tabs.push(await tab(ctx, page.base, gw, { share: true, transport }, ['f.*'], init));
   const leader = tabs.find((t) => t.shared == 'leader');
   const others = tabs.filter((t) => t != leader);
   await eventually('one connection', async () => (await connections(gw)) == 1);
+  if (init) {
+    // Quiet for 4 s, with only the heartbeats and pings to go by: no
+    // follower may take over from a live leader.
+    await new Promise((r) => setTimeout(r, 4000));
+    assert.deepEqual(await Promise.all(tabs.map((t) => t.evaluate(() => ch.shared))), tabs.map((t) => t.shared));
+  }
   const flowing = publishMany(gw, 'f.x', 'f', 500, 4);
   await eventually('events flowing', async () => (await others[0].evaluate(() => got.length)) >= 100);
   const t0 = Date.now();
@@ -106,6 +112,19 @@ test('a frozen leader is replaced; on waking it steps down', async () => {
   assert.equal(await next.evaluate(() => ch.shared), 'leader');
   // The old leader let its connection go when it stepped down.
   await eventually('one connection after the old leader woke', async () => (await connections(gw)) == 1);
+  await ctx.close();
+});
+
+test('with every tab\'s timers at once a second (background tabs), a live leader keeps its place and a frozen one is replaced', async () => {
+  let cdp;
+  const { ms, ctx, leader } = await failover(async (leader, ctx) => {
+    cdp = await ctx.newCDPSession(leader);
+    await cdp.send('Debugger.enable');
+    await cdp.send('Debugger.pause');
+  }, 'auto', backgroundTimers);
+  console.log(`failover after the leader froze, timers throttled: ${ms}`);
+  await cdp.send('Debugger.resume');
+  await eventually('the old leader to step down', async () => (await leader.evaluate(() => ch.shared)) == 'follower');
   await ctx.close();
 });
 
