@@ -58,6 +58,9 @@ impl Out {
 pub enum Taken {
     /// Items were moved into the caller's buffer.
     Items,
+    /// A heartbeat is due (see [`Conn::heartbeat`]): send one, and for
+    /// WebSocket check that the peer was heard from lately.
+    Heartbeat,
     /// The connection is over; tell the peer why and stop.
     Closed(ProtocolError),
     /// The peer is gone or the socket failed: stop without a word.
@@ -102,6 +105,9 @@ struct State {
     /// Replayed events are in `queue`: their age says nothing about whether
     /// the writers keep up, so the next take reports no lag.
     has_replayed: bool,
+    /// The gateway-wide heartbeat tick came by and the writer has not sent
+    /// the heartbeat yet.
+    heartbeat_due: bool,
 }
 
 impl Conn {
@@ -254,6 +260,19 @@ impl Conn {
         self.drained.notify_waiters();
     }
 
+    /// Asks the writer for a heartbeat. Called by the one gateway-wide
+    /// heartbeat tick (`crate::heartbeat`), so a connection carries no timer
+    /// of its own and its writer polls none on every wake.
+    pub fn heartbeat(&self) {
+        let mut st = self.state.lock();
+        if st.closed.is_some() || st.heartbeat_due {
+            return;
+        }
+        st.heartbeat_due = true;
+        drop(st);
+        self.writer.wake();
+    }
+
     pub fn is_closed(&self) -> bool {
         self.state.lock().closed.is_some()
     }
@@ -265,6 +284,11 @@ impl Conn {
         let mut st = self.state.lock();
         if st.aborted {
             return Poll::Ready(Taken::Aborted);
+        }
+        // Before the queue: a writer that always finds items must still
+        // send heartbeats (and, on WebSocket, notice a silent peer).
+        if std::mem::take(&mut st.heartbeat_due) {
+            return Poll::Ready(Taken::Heartbeat);
         }
         if !st.queue.is_empty() {
             let from = buf.len();
@@ -503,6 +527,34 @@ mod tests {
             Poll::Ready(Taken::Items)
         ));
         assert_eq!(offsets(&buf), (2..o).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_heartbeat_is_taken_once_ahead_of_queued_items_and_never_after_a_close() {
+        let conn = Conn::new(1, "c".into(), Transport::Sse, 1 << 20, None);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = Vec::new();
+        assert!(conn.poll_take(&mut cx, &mut buf).is_pending());
+        conn.push_live(&ev(1));
+        conn.heartbeat();
+        conn.heartbeat(); // one tick's worth, however often asked
+        assert!(matches!(
+            conn.poll_take(&mut cx, &mut buf),
+            Poll::Ready(Taken::Heartbeat)
+        ));
+        assert!(matches!(
+            conn.poll_take(&mut cx, &mut buf),
+            Poll::Ready(Taken::Items)
+        ));
+        assert_eq!(offsets(&buf), vec![1]);
+        assert!(conn.poll_take(&mut cx, &mut buf).is_pending());
+        conn.close(ProtocolError::new(ErrorCode::ShuttingDown, "bye"), false);
+        conn.heartbeat();
+        assert!(matches!(
+            conn.poll_take(&mut cx, &mut buf),
+            Poll::Ready(Taken::Closed(_))
+        ));
     }
 
     #[tokio::test]

@@ -64,6 +64,8 @@ pub struct HubLimits {
     pub max_pattern_wildcards: usize,
     pub max_history_reads: usize,
     pub queue_timeout: Duration,
+    /// How often every connection gets a heartbeat (see [`crate::heartbeat`]).
+    pub heartbeat: Duration,
 }
 
 impl HubLimits {
@@ -76,6 +78,7 @@ impl HubLimits {
             max_pattern_wildcards: c.max_pattern_wildcards,
             max_history_reads: c.max_history_reads,
             queue_timeout: c.queue_timeout,
+            heartbeat: c.heartbeat,
         }
     }
 }
@@ -109,6 +112,7 @@ impl Hub {
             max_subscriptions,
             outbox_bytes,
             write_delay,
+            heartbeat,
             ..
         } = limits;
         let sub = engine
@@ -141,6 +145,7 @@ impl Hub {
                 "history reads at once",
             ),
         });
+        crate::heartbeat::start(Arc::downgrade(&hub), heartbeat);
         let weak = Arc::downgrade(&hub);
         tokio::spawn(async move {
             let mut overflowed = Vec::new();
@@ -290,6 +295,18 @@ impl Hub {
         self.conns.lock().insert(key, conn.clone());
         self.metrics.connections(transport).increment(1.0);
         conn
+    }
+
+    /// The connections whose key falls in `slot` of `slots`, into `out`
+    /// (for the heartbeat tick, which visits one slot per tick).
+    pub fn connections_in_slot(&self, slot: u64, slots: u64, out: &mut Vec<Arc<Conn>>) {
+        out.extend(
+            self.conns
+                .lock()
+                .iter()
+                .filter(|(key, _)| *key % slots == slot)
+                .map(|(_, conn)| conn.clone()),
+        );
     }
 
     /// Forgets a connection and all its subscriptions.

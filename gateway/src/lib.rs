@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod flush;
 pub mod groups;
+pub mod heartbeat;
 pub mod hub;
 pub mod limits;
 pub mod listener;

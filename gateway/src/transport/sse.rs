@@ -24,7 +24,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 /// Reconnect delay suggested to `EventSource` (its `retry:` field).
 pub const RETRY_MS: u64 = 1000;
@@ -110,9 +109,6 @@ pub async fn handler(
             welcome_event(&w)
         },
     )?;
-    let period = shared.config.heartbeat;
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     // The stream ends when the token does; the client reconnects with a
     // fresh one and resumes.
     let expiry = identity
@@ -123,7 +119,6 @@ pub async fn handler(
         session,
         shared: shared.clone(),
         named,
-        heartbeat,
         heartbeat_frame,
         buf: Vec::new(),
         done: false,
@@ -144,7 +139,7 @@ struct SseStream {
     session: Session,
     shared: Arc<Shared>,
     named: bool,
-    heartbeat: Interval,
+    /// Sent when the gateway-wide heartbeat tick asks (`crate::heartbeat`).
     heartbeat_frame: Bytes,
     buf: Vec<Out>,
     done: bool,
@@ -200,6 +195,7 @@ impl Stream for SseStream {
                 };
                 Poll::Ready(Some(Ok(chunk)))
             }
+            Poll::Ready(Taken::Heartbeat) => Poll::Ready(Some(Ok(this.heartbeat_frame.clone()))),
             Poll::Ready(Taken::Closed(reason)) => {
                 this.done = true;
                 Poll::Ready(Some(Ok(close_event(reason))))
@@ -208,10 +204,7 @@ impl Stream for SseStream {
                 this.done = true;
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.heartbeat.poll_tick(cx) {
-                Poll::Ready(_) => Poll::Ready(Some(Ok(this.heartbeat_frame.clone()))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => Poll::Pending,
         };
         this.buf = buf;
         out

@@ -24,9 +24,8 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::Poll;
 use std::time::Duration;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 /// Per-connection read buffer. tungstenite zero-fills its whole read buffer
 /// before each read, and its 128 KiB default dominates an idle connection's
@@ -484,11 +483,6 @@ impl Reader<'_> {
     }
 }
 
-enum Wake {
-    Taken(Taken),
-    Heartbeat,
-}
-
 async fn write_loop(
     shared: Arc<Shared>,
     conn: Arc<Conn>,
@@ -497,19 +491,10 @@ async fn write_loop(
     last_heard: Arc<AtomicU64>,
 ) {
     let period = shared.config.heartbeat;
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut buf = Vec::new();
     loop {
-        let wake = std::future::poll_fn(|cx| {
-            if let Poll::Ready(t) = conn.poll_take(cx, &mut buf) {
-                return Poll::Ready(Wake::Taken(t));
-            }
-            heartbeat.poll_tick(cx).map(|_| Wake::Heartbeat)
-        })
-        .await;
-        match wake {
-            Wake::Taken(Taken::Items) => {
+        match conn.take(&mut buf).await {
+            Taken::Items => {
                 record_batch(&shared.metrics, Transport::WebSocket, &buf);
                 for item in buf.drain(..) {
                     let text = match item {
@@ -526,7 +511,7 @@ async fn write_loop(
                     return conn.abort();
                 }
             }
-            Wake::Taken(Taken::Closed(reason)) => {
+            Taken::Closed(reason) => {
                 let frame = CloseFrame {
                     code: close_code(reason.code),
                     reason: Utf8Bytes::from(reason.code.as_str()),
@@ -538,13 +523,13 @@ async fn write_loop(
                 .await;
                 return;
             }
-            Wake::Taken(Taken::Aborted) => {
+            Taken::Aborted => {
                 // Completes a close the peer started (tungstenite queued the
                 // reply) and flushes; bounded for peers that are gone.
                 let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
                 return;
             }
-            Wake::Heartbeat => {
+            Taken::Heartbeat => {
                 let heard = Duration::from_millis(last_heard.load(Ordering::Relaxed));
                 if started.elapsed().saturating_sub(heard) > period * 2 {
                     shared.hub.end(
