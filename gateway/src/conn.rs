@@ -108,6 +108,9 @@ struct State {
     /// The gateway-wide heartbeat tick came by and the writer has not sent
     /// the heartbeat yet.
     heartbeat_due: bool,
+    /// The flusher's tick count when the writer last took items; see
+    /// [`Flusher::gathers`].
+    wrote_at: u64,
 }
 
 impl Conn {
@@ -161,6 +164,7 @@ impl Conn {
             && st.replay.is_none()
             && queued >= self.full_write()
             && queued - ev.cost() < self.full_write();
+        let wrote_at = st.wrote_at;
         let open = self.enforce_limit(st, full);
         if open && wake && !full {
             match &self.flusher {
@@ -168,7 +172,7 @@ impl Conn {
                 // drains the queue anyway before it parks. The waker stays
                 // registered too, so a control frame, a replay or a close
                 // pushed before the tick still wakes the writer at once.
-                Some(f) if f.holds() => {
+                Some(f) if f.holds() && f.gathers(wrote_at) => {
                     if let Some(w) = self.writer.take() {
                         self.writer.register(&w);
                         if let Err(w) = f.defer(w) {
@@ -294,6 +298,9 @@ impl Conn {
             let from = buf.len();
             buf.extend(st.queue.drain(..));
             st.bytes = st.replay_bytes;
+            if let Some(f) = &self.flusher {
+                st.wrote_at = f.epoch();
+            }
             let replaying = st.replay.is_some();
             let live = !std::mem::take(&mut st.has_replayed);
             drop(st);
@@ -527,6 +534,56 @@ mod tests {
             Poll::Ready(Taken::Items)
         ));
         assert_eq!(offsets(&buf), (2..o).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auto_holds_only_connections_whose_writer_wrote_within_a_tick() {
+        use crate::flush::{AUTO_TICK, BUSY_LAG, Flusher, WriteDelay};
+        use std::sync::atomic::AtomicUsize;
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let f = Flusher::for_setting(WriteDelay::Auto).expect("a flusher");
+        let busy = Conn::new(1, "busy".into(), Transport::Sse, 1 << 20, Some(f.clone()));
+        let sparse = Conn::new(2, "sparse".into(), Transport::Sse, 1 << 20, Some(f.clone()));
+        let (cb, cs) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
+        let (wb, ws) = (
+            std::task::Waker::from(cb.clone()),
+            std::task::Waker::from(cs.clone()),
+        );
+        let mut buf = Vec::new();
+        // The writers fell behind: the gateway holds.
+        f.observe(BUSY_LAG * 2);
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        assert!(f.holds());
+        // `busy` writes now, within this tick; `sparse` last wrote before.
+        busy.push_live(&ev(1));
+        assert!(
+            busy.poll_take(&mut Context::from_waker(&wb), &mut buf)
+                .is_ready()
+        );
+        assert!(
+            busy.poll_take(&mut Context::from_waker(&wb), &mut buf)
+                .is_pending()
+        );
+        assert!(
+            sparse
+                .poll_take(&mut Context::from_waker(&ws), &mut buf)
+                .is_pending()
+        );
+        cb.0.store(0, Ordering::SeqCst);
+        busy.push_live(&ev(2));
+        sparse.push_live(&ev(2));
+        assert_eq!(cb.0.load(Ordering::SeqCst), 0, "busy gathers on the tick");
+        assert_eq!(cs.0.load(Ordering::SeqCst), 1, "sparse is written at once");
+        tokio::time::sleep(AUTO_TICK + std::time::Duration::from_millis(1)).await;
+        assert_eq!(cb.0.load(Ordering::SeqCst), 1, "the tick wakes busy");
     }
 
     #[test]

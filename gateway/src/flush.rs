@@ -19,10 +19,16 @@
 //! One ticker for all connections, not a timer per connection: a push that
 //! would wake an idle writer hands the writer's waker to the ticker instead,
 //! and the ticker wakes everything it collected once per period.
+//!
+//! `auto` holds only what can gather: a connection whose writer last wrote
+//! more than a tick ago (10,000 subscribers of an event every 100 ms, say)
+//! would write one event per write whether held or not, so holding it would
+//! add latency and save nothing; its events are written at once. The ticks
+//! are counted ([`Flusher::epoch`]) so a push can tell without a clock.
 
 use parking_lot::Mutex;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 use std::time::Duration;
@@ -76,6 +82,8 @@ pub struct Flusher {
     /// waits on it without keeping the flusher alive.
     kick: Arc<Notify>,
     adaptive: bool,
+    /// Ticks so far (see [`Flusher::gathers`]).
+    epoch: AtomicU64,
 }
 
 #[derive(Default)]
@@ -103,6 +111,7 @@ impl Flusher {
             holding: AtomicBool::new(!adaptive),
             kick: Arc::new(Notify::new()),
             adaptive,
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -171,10 +180,28 @@ impl Flusher {
         let mut p = self.pending.lock();
         p.holding = on;
         self.holding.store(on, Ordering::Relaxed);
+        if on {
+            // Writes from before this window are not recent.
+            self.epoch.fetch_add(2, Ordering::Relaxed);
+        }
     }
 
     fn take_due(&self, due: &mut Vec<Waker>) {
         std::mem::swap(&mut self.pending.lock().wakers, due);
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The tick count, for a writer to note when it wrote.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Whether holding a live event for a connection whose writer last
+    /// wrote at `wrote_at` (an [`Flusher::epoch`]) can gather anything: with
+    /// a fixed delay always; with `auto` only when it wrote during this tick
+    /// or the one before, i.e. its events come faster than the ticks.
+    pub fn gathers(&self, wrote_at: u64) -> bool {
+        !self.adaptive || self.epoch() <= wrote_at + 1
     }
 
     /// Whether a live push that finds its writer idle should leave the wake
