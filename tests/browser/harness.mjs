@@ -10,7 +10,7 @@
 // tests/e2e/harness.mjs; `after(shutdown)` in each test file stops them.
 import { createServer } from 'node:http';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { launchBrowser, repo, shutdown as stopProcesses, startGateway } from '../e2e/harness.mjs';
@@ -80,7 +80,7 @@ function serveApp() {
       res.writeHead(200, { 'content-type': type }).end(readFileSync(file));
     });
     server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${server.address().port}` }));
+    server.listen(0, '127.0.0.1', () => resolve({ server, dir, url: `http://127.0.0.1:${server.address().port}` }));
   });
   return app;
 }
@@ -107,7 +107,8 @@ export function root(name) {
 export async function shutdown() {
   await stopProcesses();
   started.clear();
-  const a = await app;
+  const a = await app?.catch(() => undefined);
   app = undefined;
   a?.server.close();
+  if (a) rmSync(a.dir, { recursive: true, force: true });
 }

@@ -66,12 +66,12 @@ export function sseInjector(gateway) {
       resolve({
         url: `http://127.0.0.1:${server.address().port}`,
         live: () => [...streams].some((s) => s.between),
+        /** Into the newest stream: the one the channel listens to. */
         inject(text) {
-          for (const s of streams) {
-            const frame = `data: ${text}\n\n`;
-            if (s.between) s.res.write(frame);
-            else s.queued.push(frame);
-          }
+          const s = [...streams].at(-1);
+          const frame = `data: ${text}\n\n`;
+          if (s.between) s.res.write(frame);
+          else s.queued.push(frame);
         },
         close() {
           server.closeAllConnections();

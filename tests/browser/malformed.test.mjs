@@ -26,6 +26,8 @@ for (const transport of TRANSPORTS) {
         async ({ url, transport, r }) => {
           window.c = await t.connect({ url, transport, topics: [`${r}.x`] });
           window.c.events = t.record(window.c.channel, `${r}.x`);
+          // Let the connection settle (on SSE a new pattern may reopen the stream).
+          await t.sleep(300);
         },
         { url: wire.url, transport, r },
       );
