@@ -3,6 +3,7 @@
 // the leading tab closes or is frozen. Run with `node --test tests/share/`
 // after `scripts/build-client` (the tests load channel-wasm/pkg).
 import { test, after } from 'node:test';
+import { createHmac } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { startGateway, eventually, shutdown } from '../e2e/harness.mjs';
 import { servePage, context, tab, connections, received, publishMany, exactlyOnce, backgroundTimers } from './setup.mjs';
@@ -125,6 +126,46 @@ test('with every tab\'s timers at once a second (background tabs), a live leader
   console.log(`failover after the leader froze, timers throttled: ${ms}`);
   await cdp.send('Debugger.resume');
   await eventually('the old leader to step down', async () => (await leader.evaluate(() => ch.shared)) == 'follower');
+  await ctx.close();
+});
+
+/** An HS256 JWT for `sub`, with the right to subscribe to its own tree. */
+function jwt(secret, sub, seconds) {
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub, exp: Math.floor(Date.now() / 1000) + seconds, eventwire: { subscribe: ['user.{sub}.>'] } })}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+test('tabs of different identities never share; one identity shares across different tokens', async () => {
+  const secret = 'share-test-secret-of-at-least-32-bytes';
+  const key = 'share-test-api-key';
+  const gw = await startGateway('--cors-origin', '*', '--jwt-secret', secret, '--api-key', key);
+  const ctx = await context();
+  // Two tokens of alice (another expiry: another string), one of bob.
+  const tabs = [
+    await tab(ctx, page.base, gw, { share: true, token: jwt(secret, 'alice', 600) }, ['user.alice.>']),
+    await tab(ctx, page.base, gw, { share: true, token: jwt(secret, 'alice', 900) }, ['user.alice.>']),
+    await tab(ctx, page.base, gw, { share: true, token: jwt(secret, 'bob', 600) }, ['user.bob.>']),
+  ];
+  assert.deepEqual(tabs.map((t) => t.shared).sort(), ['follower', 'leader', 'leader']);
+  assert.equal(tabs[2].shared, 'leader', 'bob leads his own');
+  await eventually('two connections', async () => (await connections(gw)) == 2);
+  for (const who of ['alice', 'bob']) {
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(`${gw}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify({ type: `user.${who}.note`, id: `${who}-${i}`, data: { i } }),
+      });
+      assert.ok(r.ok, await r.text());
+    }
+  }
+  const got = await received(tabs, 10, 'each tab its own events');
+  await new Promise((r) => setTimeout(r, 500));
+  exactlyOnce(assert, got[0], 'alice', 10, 'alice 1');
+  exactlyOnce(assert, got[1], 'alice', 10, 'alice 2');
+  exactlyOnce(assert, got[2], 'bob', 10, 'bob');
+  for (const [i, t] of tabs.entries()) assert.equal((await t.evaluate(() => got)).length, 10, `tab ${i}: nothing of the other`);
   await ctx.close();
 });
 
