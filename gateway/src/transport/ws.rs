@@ -154,7 +154,10 @@ async fn run(shared: Arc<Shared>, session: Session, socket: WebSocket, identity:
                 last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                 match msg {
                     Message::Text(text) => {
-                        reader.handle(&text).await;
+                        // Boxed: inline, the largest frame handler (publish,
+                        // consume) would be part of every connection's task,
+                        // idle or not (~2.5 KiB each).
+                        Box::pin(reader.handle(&text)).await;
                         expiry.as_mut().reset(reader.clock.deadline());
                     }
                     Message::Binary(_) => conn.push_control(error_frame(
