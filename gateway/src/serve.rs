@@ -125,87 +125,114 @@ impl Server {
         let exchange = Exchange {
             router: self.router.clone(),
             pool: self.pool.clone(),
-            member: member.clone(),
+            member,
             shared: self.shared.clone(),
             addr,
         };
-        let service = {
-            let exchange = exchange.clone();
-            hyper::service::service_fn(move |req: Request<Incoming>| {
-                let exchange = exchange.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        exchange.respond(req.map(axum::body::Body::new)).await,
-                    )
-                }
-            })
-        };
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout);
-        let pool = self.pool.clone();
         let closing = self.closing.clone();
         let header_timeout = self.header_timeout;
+        // Each phase is boxed: the task lives as long as its socket, and
+        // holds only what the current phase needs (an idle SSE stream, the
+        // writer alone; it was ~1.2 KiB with every phase inline).
         self.tracker.spawn(async move {
             let mut io = io;
             let mut buf = Vec::new();
-            // The first request head is read here: `GET /v1/sse` is served
-            // off hyper (see sse_socket.rs), anything else goes to hyper
-            // with the bytes read so far. The same bounds as hyper's apply:
-            // the header-read timeout, eviction, shutdown.
-            let deadline = Instant::now() + header_timeout;
-            let head = tokio::select! {
-                head = tokio::time::timeout_at(deadline, sse_socket::read_head(&mut io, &mut buf)) => {
-                    head.unwrap_or(Head::Closed)
-                }
-                _ = member.evicted.cancelled() => Head::Closed,
-                _ = closing.cancelled() => Head::Hyper,
-            };
+            let head = Box::pin(first_head(
+                &mut io,
+                &mut buf,
+                &exchange.member,
+                &closing,
+                header_timeout,
+            ))
+            .await;
             let rest = match head {
                 Head::Hyper => Some(buf),
                 Head::Closed => None,
                 Head::Sse { req, keep_alive } => {
                     // The head's buffer is not kept for the stream's life.
                     buf.shrink_to_fit();
-                    // Boxed: the stream's task keeps neither the router's
-                    // future nor the writer's beside the other.
-                    let res = Box::pin(exchange.respond(req)).await;
-                    let ended = Box::pin(sse_socket::write_response(&mut io, res, keep_alive, &mut buf)).await;
+                    let res = Box::pin(exchange.clone().respond(req)).await;
+                    let ended =
+                        sse_socket::write_response(&mut io, res, keep_alive, &mut buf).await;
                     (ended == Ended::KeepAlive).then_some(buf)
                 }
             };
             if let Some(rest) = rest {
-                let mut conn = Box::pin(
-                    http.serve_connection(TokioIo::new(Rewind::new(rest, io)), service)
-                        .with_upgrades(),
-                );
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::trace!(%addr, error = %e, "connection failed");
-                        }
-                    }
-                    _ = member.evicted.cancelled() => {
-                        tracing::trace!(%addr, "idle connection evicted");
-                        // A socket that never finished a request is dropped at
-                        // once; a keep-alive one is closed between requests.
-                        if member.served.load(Ordering::Acquire) {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = tokio::time::timeout(header_timeout, conn.as_mut()).await;
-                        }
-                    }
-                    _ = closing.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.as_mut().await;
-                    }
-                }
+                let io = Rewind::new(rest, io);
+                Box::pin(serve_hyper(io, exchange.clone(), &closing, header_timeout)).await;
             }
-            pool.leave(&member);
-            member.gone.cancel();
+            exchange.pool.leave(&exchange.member);
+            exchange.member.gone.cancel();
             // Like axum::serve's: what a trace-level log shows per socket.
-            tracing::trace!(%addr, "connection closed");
+            tracing::trace!(addr = %exchange.addr, "connection closed");
         });
         evicted
+    }
+}
+
+/// Reads a socket's first request head: `GET /v1/sse` is served off hyper
+/// (see sse_socket.rs), anything else goes to hyper with the bytes read so
+/// far. The same bounds as hyper's apply: the header-read timeout,
+/// eviction, shutdown.
+async fn first_head<I: tokio::io::AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut Vec<u8>,
+    member: &Member,
+    closing: &CancellationToken,
+    header_timeout: Duration,
+) -> Head {
+    tokio::select! {
+        head = tokio::time::timeout(header_timeout, sse_socket::read_head(io, buf)) => {
+            head.unwrap_or(Head::Closed)
+        }
+        _ = member.evicted.cancelled() => Head::Closed,
+        _ = closing.cancelled() => Head::Hyper,
+    }
+}
+
+/// Serves a socket with hyper's HTTP/1 connection until it closes, is
+/// evicted while idle, or the server closes.
+async fn serve_hyper(
+    io: Rewind<<GatewayListener as Listener>::Io>,
+    exchange: Exchange,
+    closing: &CancellationToken,
+    header_timeout: Duration,
+) {
+    let (member, addr) = (exchange.member.clone(), exchange.addr);
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let exchange = exchange.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(
+                exchange.respond(req.map(axum::body::Body::new)).await,
+            )
+        }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let mut conn = std::pin::pin!(
+        http.serve_connection(TokioIo::new(io), service)
+            .with_upgrades()
+    );
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::trace!(%addr, error = %e, "connection failed");
+            }
+        }
+        _ = member.evicted.cancelled() => {
+            tracing::trace!(%addr, "idle connection evicted");
+            // A socket that never finished a request is dropped at
+            // once; a keep-alive one is closed between requests.
+            if member.served.load(Ordering::Acquire) {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(header_timeout, conn.as_mut()).await;
+            }
+        }
+        _ = closing.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.as_mut().await;
+        }
     }
 }
 

@@ -23,7 +23,7 @@
 use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
 use futures_util::Stream;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -178,12 +178,16 @@ pub enum Ended {
 /// Writes `res` to the socket (HTTP/1.1; a body of unknown length, the
 /// event stream, chunked) while watching the socket for the client going
 /// away. Bytes the client sends meanwhile are appended to `rest`.
-pub async fn write_response<I: AsyncRead + AsyncWrite + Unpin>(
-    io: &mut I,
+///
+/// Not an `async fn`: its future is part of every idle stream, so it holds
+/// only the body and the bytes on their way out (the response's headers
+/// are encoded and dropped before the first poll).
+pub fn write_response<'a, I: AsyncRead + AsyncWrite + Unpin>(
+    io: &'a mut I,
     res: Response<Body>,
     keep_alive: bool,
-    rest: &mut Vec<u8>,
-) -> Ended {
+    rest: &'a mut Vec<u8>,
+) -> impl Future<Output = Ended> + 'a {
     let close = !keep_alive
         || res
             .headers()
@@ -193,19 +197,19 @@ pub async fn write_response<I: AsyncRead + AsyncWrite + Unpin>(
     let (parts, body) = res.into_parts();
     let length = body.size_hint().exact();
     let mut w = Writer {
-        body: body.into_data_stream(),
-        chunked: length.is_none(),
         out: Pending {
             head: encode_head(&parts, length),
             ..Pending::default()
         },
+        body: body.into_data_stream(),
+        chunked: length.is_none(),
         body_done: false,
     };
-    let ended = poll_fn(|cx| w.poll(cx, io, rest)).await;
-    match ended {
-        Ended::KeepAlive if !close => Ended::KeepAlive,
-        _ => Ended::Close,
-    }
+    drop(parts);
+    poll_fn(move |cx| match ready!(w.poll(cx, &mut *io, &mut *rest)) {
+        Ended::KeepAlive if !close => Poll::Ready(Ended::KeepAlive),
+        _ => Poll::Ready(Ended::Close),
+    })
 }
 
 /// The status line and headers, as hyper writes them (lower-case names,
@@ -324,9 +328,23 @@ struct Pending {
 impl Pending {
     fn set_data(&mut self, data: Bytes, chunked: bool) {
         if chunked {
-            let line = format!("{:x}\r\n", data.len());
-            self.size[..line.len()].copy_from_slice(line.as_bytes());
-            self.size_len = line.len();
+            // The chunk-size line in hex, by hand: `format!` would cost an
+            // allocation and the formatting machinery per write.
+            let mut n = data.len();
+            let mut digits = [0u8; 16];
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                digits[i] = b"0123456789abcdef"[n & 15];
+                n >>= 4;
+                if n == 0 {
+                    break;
+                }
+            }
+            let hex = &digits[i..];
+            self.size[..hex.len()].copy_from_slice(hex);
+            self.size[hex.len()..hex.len() + 2].copy_from_slice(b"\r\n");
+            self.size_len = hex.len() + 2;
             self.tail = b"\r\n";
         }
         self.data = data;
@@ -426,6 +444,16 @@ mod tests {
         );
         let long = "a".repeat(MAX_HEAD);
         assert_eq!(class(&format!("GET /v1/sse?t={long}")), "hyper");
+    }
+
+    #[test]
+    fn chunk_size_lines_are_lower_case_hex() {
+        for (len, line) in [(1, "1\r\n"), (255, "ff\r\n"), (4096, "1000\r\n")] {
+            let mut p = Pending::default();
+            p.set_data(Bytes::from(vec![b'x'; len]), true);
+            assert_eq!(&p.size[..p.size_len], line.as_bytes());
+            assert_eq!(p.tail, b"\r\n");
+        }
     }
 
     #[test]
