@@ -85,26 +85,16 @@ export function outbox(scope, me, fail, held) {
           }
         };
       });
-      for (const r of out) send({ id: r.id, type: r.type, data: JSON.parse(r.d), o: r.o });
+      out.forEach(send);
       alive.forEach(watch);
     };
     return locks ? locks.request('eventwire restore', claim) : claim();
   };
 
   return {
-    /** Stores `recs` (`{ id, type, data, o }`); resolves once they are on
-     * disk, or storage has failed. An emit whose data JSON cannot hold is
-     * not stored (the channel rejects it anyway). */
-    put: (recs) =>
-      tx((s) => {
-        for (const { id, type, data, o } of recs) {
-          let d;
-          try {
-            d = JSON.stringify(data);
-          } catch {}
-          if (d !== undefined) s.put({ k: scope + ' ' + id, s: scope, owner: me, id, type, d, o });
-        }
-      }),
+    /** Stores `recs` (`{ id, type, d, o }`, `d` the data as JSON);
+     * resolves once they are on disk, or storage has failed. */
+    put: (recs) => tx((s) => recs.forEach((r) => s.put({ ...r, k: scope + ' ' + r.id, s: scope, owner: me }))),
     del: (id) => tx((s) => s.delete(scope + ' ' + id)),
     restore,
     watch,

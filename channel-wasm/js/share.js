@@ -40,10 +40,10 @@ async function identity(token) {
   if (!t) return '';
   try {
     const c = JSON.parse(atob(t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
-    if (typeof c.sub == 'string') return c.iss + ' ' + c.sub;
+    if (c.sub) return c.iss + ' ' + c.sub;
   } catch {}
   const h = await crypto.subtle?.digest('SHA-256', new TextEncoder().encode(t));
-  return h ? String.fromCharCode(...new Uint8Array(h)) : t;
+  return h ? new Uint8Array(h).join() : t;
 }
 
 /** `EventChannel.connect` with `share` or `persist`; `connect` opens a
@@ -143,19 +143,10 @@ export async function layer(o, connect) {
     const ch = inner;
     const answer = (r, e) =>
       ch == inner && (from == me ? settle(rec.id, r, e) : post({ t: 'a', to: from, id: rec.id, r, c: e?.code, m: e?.message }));
-    ch.emit(rec.type, rec.data, rec.o).then(answer, (e) => answer(0, e));
+    ch.emit(rec.type, JSON.parse(rec.d), rec.o).then(answer, (e) => answer(0, e));
   };
   /** An emit of this tab: by its channel when it leads, else to the leader. */
-  const route = (rec) => {
-    if (inner) send(rec, me);
-    else if (!leading) {
-      try {
-        post({ t: 'em', from: me, rec });
-      } catch (e) {
-        settle(rec.id, 0, failure('invalid_event', 'the event cannot be passed to the leading tab', e));
-      }
-    }
-  };
+  const route = (rec) => (inner ? send(rec, me) : leading || post({ t: 'em', from: me, rec }));
   const resend = () => pending.forEach(([rec]) => route(rec));
 
   const lead = async () => {
@@ -273,12 +264,21 @@ export async function layer(o, connect) {
       return () => subs.delete(id) && (cb.handler(id), announce());
     },
     /** Kept (with `persist`) before it is sent, so a reload after `emit`
-     * returns finds it; the emits of one tick share one transaction. */
+     * returns finds it; the emits of one tick share one transaction. The
+     * data travels as the JSON the gateway gets: what JSON cannot hold is
+     * refused here, and the record passes between tabs and into
+     * IndexedDB as it is. */
     emit(type, data, options) {
       if (closed) return Promise.reject(failure('closed', 'the channel is closed'));
       if (pending.size >= (o.outboxSize ?? 1000)) return Promise.reject(failure('outbox_full', 'too many emits waiting'));
+      let d;
+      try {
+        d = JSON.stringify(data) ?? 'null';
+      } catch (e) {
+        return Promise.reject(failure('invalid_event', e.message));
+      }
       const id = options?.id ?? uuid();
-      const rec = { id, type, data, o: { ...options, id } };
+      const rec = { id, type, d, o: { ...options, id } };
       if (store && !batch) {
         const b = (batch = []);
         saved = Promise.all([saved, Promise.resolve().then(() => ((batch = 0), store.put(b)))]);
@@ -326,7 +326,7 @@ export async function layer(o, connect) {
   bc ? elect() : lead();
   store &&
     store.restore((rec) => {
-      const done = (r) => o.onRestoredEmit?.({ id: rec.id, type: rec.type, data: rec.data, ...r });
+      const done = (r) => o.onRestoredEmit?.({ id: rec.id, type: rec.type, data: JSON.parse(rec.d), ...r });
       pending.set(rec.id, [rec, (receipt) => done({ receipt }), (error) => done({ error })]);
       route(rec);
     });

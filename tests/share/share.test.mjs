@@ -50,6 +50,11 @@ test('five tabs share one connection; each gets its patterns exactly once', asyn
     if (patterns[i].some((p) => p.startsWith('two'))) exactlyOnce(assert, ids, 'two', 40, `tab ${i}`);
   }
   assert.equal(await connections(gw), 1, 'still one connection');
+  // Every tab's emit goes through the leader and settles in that tab.
+  const receipts = await Promise.all(tabs.map((t, i) => t.evaluate((i) => ch.emit('one.e', { i }, { id: `e-${i}` }), i)));
+  assert.deepEqual(receipts.map((r) => [r.id, r.duplicate, typeof r.seq]), tabs.map((_, i) => [`e-${i}`, false, 'string']));
+  const bad = await tabs[1].evaluate(() => ch.emit('one.e', ((a) => (a.a = a))({})).catch((e) => e.code));
+  assert.equal(bad, 'invalid_event');
   await ctx.close();
 });
 
