@@ -362,16 +362,10 @@ impl Channel {
         reference: u64,
         ty: &str,
         id: &str,
-        options: &[Option<&str>],
+        options: [Option<&str>; 3],
         data: Option<&str>,
     ) {
-        let mut set = Vec::new();
-        for (name, value) in outgoing::ENVELOPE_OPTIONS.iter().zip(options) {
-            if let Some(v) = value {
-                set.push((*name, *v));
-            }
-        }
-        let json = outgoing::envelope(id, ty, &set, data);
+        let json = outgoing::envelope(id, ty, options, data);
         self.feed(Input::Emit {
             ty,
             emit: Emit { reference, json },

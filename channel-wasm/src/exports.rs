@@ -149,7 +149,7 @@ pub extern "C" fn call(
             a as u64,
             s.get(0).unwrap_or_default(),
             s.get(1).unwrap_or_default(),
-            &[s.get(2), s.get(3), s.get(4)],
+            [s.get(2), s.get(3), s.get(4)],
             s.get(5),
         ),
         _ => {}

@@ -85,20 +85,22 @@ pub fn auth(token: &str) -> String {
 pub const ENVELOPE_OPTIONS: [&str; 3] = ["correlationid", "subject", "source"];
 
 /// An emit's envelope: `id`, `type`, the optional attributes that are set
-/// (`(name, value)`), and `data`, already JSON, when there is any. Made once
-/// per emit, so a resend after a dropped connection is byte-identical and
-/// the gateway dedupes it.
-pub fn envelope(id: &str, ty: &str, options: &[(&str, &str)], data: Option<&str>) -> String {
+/// (the values of [`ENVELOPE_OPTIONS`], in its order), and `data`, already
+/// JSON, when there is any. Made once per emit, so a resend after a dropped
+/// connection is byte-identical and the gateway dedupes it.
+pub fn envelope(id: &str, ty: &str, options: [Option<&str>; 3], data: Option<&str>) -> String {
     let mut e = String::with_capacity(64 + data.map_or(0, str::len));
     e.push_str("{\"id\":");
     push_json_str(&mut e, id);
     e.push_str(",\"type\":");
     push_json_str(&mut e, ty);
-    for (name, value) in options {
-        e.push_str(",\"");
-        e.push_str(name);
-        e.push_str("\":");
-        push_json_str(&mut e, value);
+    for (name, value) in ENVELOPE_OPTIONS.iter().zip(options) {
+        if let Some(value) = value {
+            e.push_str(",\"");
+            e.push_str(name);
+            e.push_str("\":");
+            push_json_str(&mut e, value);
+        }
     }
     if let Some(d) = data {
         e.push_str(",\"data\":");
@@ -278,10 +280,13 @@ mod tests {
     #[test]
     fn the_envelope_carries_the_set_options_and_data() {
         assert_eq!(
-            envelope("i", "a.b", &[("correlationid", "c")], Some("[1]")),
-            r#"{"id":"i","type":"a.b","correlationid":"c","data":[1]}"#
+            envelope("i", "a.b", [Some("c"), None, Some("s")], Some("[1]")),
+            r#"{"id":"i","type":"a.b","correlationid":"c","source":"s","data":[1]}"#
         );
-        assert_eq!(envelope("i", "a", &[], None), r#"{"id":"i","type":"a"}"#);
+        assert_eq!(
+            envelope("i", "a", [None; 3], None),
+            r#"{"id":"i","type":"a"}"#
+        );
     }
 
     #[test]
