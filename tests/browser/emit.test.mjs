@@ -90,6 +90,34 @@ for (const transport of TRANSPORTS) {
   });
 }
 
+for (const transport of TRANSPORTS) {
+  test(`an emit repeated with the same id is a duplicate, delivered once, over ${transport}`, { timeout }, async () => {
+    const url = await gateway('main');
+    const page = await openApp();
+    const got = await page.evaluate(
+      async ({ url, transport, r }) => {
+        const { channel } = await t.connect({ url, transport, topics: [`${r}.>`] });
+        const events = t.record(channel, `${r}.>`);
+        // An app retrying an emit whose answer it never saw, with the same id.
+        const id = `order-${r}`;
+        const first = await channel.emit(`${r}.placed`, { n: 1 }, { id });
+        const retry = await channel.emit(`${r}.placed`, { n: 1 }, { id });
+        await t.until('the event', () => events.length >= 1);
+        await t.sleep(500);
+        await channel.close();
+        return { id, first, retry, ids: events.map((e) => e.id) };
+      },
+      { url, transport, r: root('dup') },
+    );
+    assert.equal(got.first.id, got.id, 'the id given is the event id');
+    assert.equal(got.first.duplicate, false);
+    assert.equal(got.retry.duplicate, true);
+    assert.equal(got.retry.seq, got.first.seq, 'the retry is answered with the original seq');
+    assert.deepEqual(got.ids, [got.id], 'delivered once');
+    await page.close();
+  });
+}
+
 test('auto falls back to SSE when WebSocket is refused', { timeout }, async () => {
   const url = await gateway('noWebSocket');
   const page = await openApp();

@@ -36,6 +36,8 @@ const FLAGS = {
   noWebSocket: ['--websocket=false'],
   // A 1 s heartbeat, so an expired token's grace period is short.
   auth: ['--jwt-secret', JWT_SECRET, '--heartbeat', '1s'],
+  // A 1 s heartbeat, so a silent connection is found dead within seconds.
+  quickHeartbeat: ['--heartbeat', '1s'],
 };
 const started = new Map();
 

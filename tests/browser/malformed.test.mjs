@@ -4,8 +4,8 @@
 // The bad frames are slipped in front of a real gateway (inject.mjs).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { TRANSPORTS, timeout, eventually, gateway, openApp, root, shutdown } from './harness.mjs';
-import { sseInjector, webSocketInjector } from './inject.mjs';
+import { TRANSPORTS, timeout, gateway, openApp, root, shutdown } from './harness.mjs';
+import { connectThrough } from './inject.mjs';
 
 after(shutdown);
 
@@ -20,18 +20,8 @@ for (const transport of TRANSPORTS) {
     const gw = await gateway('main');
     const r = root('bad');
     const page = await openApp();
-    const wire = transport === 'websocket' ? await webSocketInjector(page, gw) : await sseInjector(gw);
+    const wire = await connectThrough(page, gw, { transport, topics: [`${r}.x`] }, `${r}.x`);
     try {
-      await page.evaluate(
-        async ({ url, transport, r }) => {
-          window.c = await t.connect({ url, transport, topics: [`${r}.x`] });
-          window.c.events = t.record(window.c.channel, `${r}.x`);
-          // Let the connection settle (on SSE a new pattern may reopen the stream).
-          await t.sleep(300);
-        },
-        { url: wire.url, transport, r },
-      );
-      await eventually('the connection to be live', () => wire.live());
       for (const frame of BAD[transport]) wire.inject(frame);
       const got = await page.evaluate(
         async ({ gw, r }) => {

@@ -6,6 +6,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { JWT_SECRET, TRANSPORTS, timeout, gateway, openApp, root, shutdown } from './harness.mjs';
+import { connectThrough } from './inject.mjs';
 
 after(shutdown);
 
@@ -124,5 +125,40 @@ for (const transport of TRANSPORTS) {
     assert.ok(got.calls >= 2, `the token function was asked again: ${got.calls} calls`);
     assert.equal(got.state, 'open');
     await page.close();
+  });
+}
+
+for (const transport of TRANSPORTS) {
+  test(`a connection gone silent is taken for dead and resumed, over ${transport}`, { timeout }, async () => {
+    // Heartbeats every second: silence for two of them means a dead connection.
+    const gw = await gateway('quickHeartbeat');
+    const r = root('silent');
+    const page = await openApp();
+    const wire = await connectThrough(page, gw, { transport, topics: [`${r}.>`], ...backoff }, `${r}.>`);
+    try {
+      // The connection stays open, but nothing more comes through it: what
+      // a dead peer behind a proxy or a sleeping laptop's socket looks like.
+      wire.silence();
+      const got = await page.evaluate(
+        async ({ gw, r }) => {
+          const { channel, states, events } = window.c;
+          await t.publish(gw, t.batch(`${r}.e`, 1, 3));
+          await t.until('the channel to give up on the silent connection', () => channel.state === 'reconnecting');
+          await t.until('the 3 events, through a new connection', () => events.length >= 3);
+          await t.sleep(300);
+          const seen = states.slice();
+          await channel.close();
+          return { states: seen, ns: t.ns(events) };
+        },
+        { gw, r },
+      );
+      assert.deepEqual(got.ns, [1, 2, 3], 'what was published into the silence arrives once, in order');
+      const last = got.states.at(-1);
+      assert.equal(last.state, 'open');
+      assert.equal(last.info.recovered, true);
+    } finally {
+      wire.close();
+      await page.close();
+    }
   });
 }
