@@ -313,8 +313,11 @@ export async function layer(o, connect) {
       const ch = inner;
       inner = null;
       await ch?.close();
-      for (const id of [...pending.keys()]) settle(id, 0, failure('closed', 'the channel was closed before the gateway accepted this event'));
+      // The records stay: not accepted, they go out from the next page or
+      // tab (a connect that timed out closes too, and must lose nothing).
       store && store.close();
+      for (const [, p] of pending) p[2](failure('closed', 'the channel was closed before the gateway accepted this event'));
+      pending.clear();
       state('closed', { transport: tab.transport, attempt: 0 });
     },
   };

@@ -46,6 +46,32 @@ for (const share of [false, true]) {
   });
 }
 
+test('a connect that times out after the reload loses nothing: the next one sends the emits', async () => {
+  const gw = await startGateway('--cors-origin', '*');
+  await createGroup(gw, 'worker', ['r.>']);
+  const ctx = await context();
+  const t = await tab(ctx, page.base, gw, { persist: true }, []);
+  await stopGateway(gw);
+  await t.evaluate(() => emit(5, 'late'));
+  await new Promise((r) => setTimeout(r, 500));
+  await t.reload();
+  await t.waitForFunction(() => window.ready);
+  // A pattern, so that the channel needs a stream to be open (an SSE
+  // channel with none is open at once, for emits alone).
+  const failed = await t.evaluate(() => start({ persist: true, connectTimeoutMs: 1000, topics: ['r.>'] }, []).catch((e) => e.code));
+  assert.equal(failed, 'connect_timeout');
+  const started = t.evaluate(() => start({ persist: true, connectTimeoutMs: 0, topics: ['r.>'] }, []));
+  await startAgain(gw);
+  await started;
+  const restored = await eventually('the 5 restored emits reported', async () => {
+    const r = await t.evaluate(() => restored.filter((r) => r.receipt));
+    return r.length >= 5 && r;
+  });
+  exactlyOnce(assert, restored.map((r) => r.id), 'late', 5, 'onRestoredEmit');
+  exactlyOnce(assert, await drainGroup(gw, 'worker'), 'late', 5, 'the worker');
+  await ctx.close();
+});
+
 test('the emits of a tab closed while the gateway is down are sent by another tab', async () => {
   const gw = await startGateway('--cors-origin', '*');
   await createGroup(gw, 'worker', ['r.>']);
