@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { startGateway, stopGateway, startAgain, eventually, shutdown } from '../e2e/harness.mjs';
 import { servePage, context, tab, createGroup, drainGroup, exactlyOnce } from './setup.mjs';
 
+/** Per test, so a hung page fails one test, not the run. */
+const LIMIT = 120_000;
+
 const page = await servePage();
 after(async () => {
   await shutdown();
@@ -13,7 +16,7 @@ after(async () => {
 });
 
 for (const share of [false, true]) {
-  test(`20 emits made while the gateway is down survive a reload (share: ${share})`, async () => {
+  test(`20 emits made while the gateway is down survive a reload (share: ${share})`, { timeout: LIMIT }, async () => {
     const gw = await startGateway('--cors-origin', '*');
     await createGroup(gw, 'worker', ['r.>']);
     const ctx = await context();
@@ -46,7 +49,7 @@ for (const share of [false, true]) {
   });
 }
 
-test('a connect that times out after the reload loses nothing: the next one sends the emits', async () => {
+test('a connect that times out after the reload loses nothing: the next one sends the emits', { timeout: LIMIT }, async () => {
   const gw = await startGateway('--cors-origin', '*');
   await createGroup(gw, 'worker', ['r.>']);
   const ctx = await context();
@@ -72,7 +75,7 @@ test('a connect that times out after the reload loses nothing: the next one send
   await ctx.close();
 });
 
-test('the emits of a tab closed while the gateway is down are sent by another tab', async () => {
+test('the emits of a tab closed while the gateway is down are sent by another tab', { timeout: LIMIT }, async () => {
   const gw = await startGateway('--cors-origin', '*');
   await createGroup(gw, 'worker', ['r.>']);
   const ctx = await context();
@@ -94,7 +97,7 @@ test('the emits of a tab closed while the gateway is down are sent by another ta
   await ctx.close();
 });
 
-test('without IndexedDB, persist falls back to memory and says so once', async () => {
+test('without IndexedDB, persist falls back to memory and says so once', { timeout: LIMIT }, async () => {
   const gw = await startGateway('--cors-origin', '*');
   await createGroup(gw, 'worker', ['r.>']);
   const ctx = await context(() => Object.defineProperty(window, 'indexedDB', { get: () => undefined }));

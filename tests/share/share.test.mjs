@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import { startGateway, eventually, shutdown } from '../e2e/harness.mjs';
 import { servePage, context, tab, connections, received, publishMany, exactlyOnce, backgroundTimers } from './setup.mjs';
 
+/** Per test, so a hung page fails one test, not the run. */
+const LIMIT = 120_000;
+
 const page = await servePage();
 after(async () => {
   await shutdown();
@@ -24,7 +27,7 @@ async function newLeader(pages) {
   });
 }
 
-test('five tabs share one connection; each gets its patterns exactly once', async () => {
+test('five tabs share one connection; each gets its patterns exactly once', { timeout: LIMIT }, async () => {
   const gw = await startGateway('--cors-origin', '*');
   const ctx = await context();
   const patterns = [['one.*'], ['one.*'], ['two.*'], ['two.>'], ['one.*', 'two.*']];
@@ -91,7 +94,7 @@ async function failover(disrupt, transport = 'auto', init) {
 }
 
 for (const transport of ['websocket', 'sse']) {
-  test(`the leader closes while 500 events flow: another tab takes over, nothing lost or doubled (${transport})`, async () => {
+  test(`the leader closes while 500 events flow: another tab takes over, nothing lost or doubled (${transport})`, { timeout: LIMIT }, async () => {
     const { ms, ctx, gw } = await failover((leader) => leader.close(), transport);
     console.log(`failover after the leader closed (${transport}): ${ms}`);
     await eventually('one connection after failover', async () => (await connections(gw)) == 1);
@@ -99,7 +102,7 @@ for (const transport of ['websocket', 'sse']) {
   });
 }
 
-test('a frozen leader is replaced; on waking it steps down', async () => {
+test('a frozen leader is replaced; on waking it steps down', { timeout: LIMIT }, async () => {
   let cdp;
   const { ms, ctx, leader, next, gw } = await failover(async (leader, ctx) => {
     cdp = await ctx.newCDPSession(leader);
@@ -121,7 +124,7 @@ test('a frozen leader is replaced; on waking it steps down', async () => {
   await ctx.close();
 });
 
-test('with every tab\'s timers at once a second (background tabs), a live leader keeps its place and a frozen one is replaced', async () => {
+test('with every tab\'s timers at once a second (background tabs), a live leader keeps its place and a frozen one is replaced', { timeout: LIMIT }, async () => {
   let cdp;
   const { ms, ctx, leader } = await failover(async (leader, ctx) => {
     cdp = await ctx.newCDPSession(leader);
@@ -141,7 +144,7 @@ function jwt(secret, sub, seconds) {
   return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
 }
 
-test('tabs of different identities never share; one identity shares across different tokens', async () => {
+test('tabs of different identities never share; one identity shares across different tokens', { timeout: LIMIT }, async () => {
   const secret = 'share-test-secret-of-at-least-32-bytes';
   const key = 'share-test-api-key';
   const gw = await startGateway('--cors-origin', '*', '--jwt-secret', secret, '--api-key', key);
@@ -174,7 +177,7 @@ test('tabs of different identities never share; one identity shares across diffe
   await ctx.close();
 });
 
-test('without navigator.locks each tab keeps its own connection', async () => {
+test('without navigator.locks each tab keeps its own connection', { timeout: LIMIT }, async () => {
   const gw = await startGateway('--cors-origin', '*');
   const ctx = await context(() => Object.defineProperty(Navigator.prototype, 'locks', { get: () => undefined }));
   const tabs = [await tab(ctx, page.base, gw, { share: true }, ['n.*']), await tab(ctx, page.base, gw, { share: true }, ['n.*'])];
