@@ -5,7 +5,12 @@
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { launchBrowser, repo, eventually } from '../e2e/harness.mjs';
+import { after } from 'node:test';
+import assert from 'node:assert/strict';
+import { launchBrowser, repo, eventually, shutdown } from '../e2e/harness.mjs';
+
+/** Per test (`test(name, { timeout: LIMIT }, …)`), so a hung page fails one test, not the run. */
+export const LIMIT = 120_000;
 
 const types = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
 
@@ -26,6 +31,29 @@ export async function servePage() {
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return { base: `http://127.0.0.1:${server.address().port}`, stop: () => new Promise((r) => server.close(r)) };
+}
+
+/** The test page's server for this test file; it, the browser and the gateways go when the file's tests end. */
+export async function testPage() {
+  const page = await servePage();
+  after(async () => {
+    await shutdown();
+    await page.stop();
+  });
+  return page;
+}
+
+/** Waits until tab `t` has reported `n` restored emits that were
+ * accepted; asserts they are `prefix-0` … each once, and that consumer group
+ * `worker` on gateway `gw` got each of them exactly once. */
+export async function restoredOnce(t, gw, prefix, n) {
+  const restored = await eventually(`${n} restored emits reported`, async () => {
+    const r = await t.evaluate(() => restored.filter((r) => r.receipt));
+    return r.length >= n && r;
+  });
+  exactlyOnce(assert, restored.map((r) => r.id), prefix, n, 'onRestoredEmit');
+  exactlyOnce(assert, await drainGroup(gw, 'worker'), prefix, n, 'the worker');
+  return restored;
 }
 
 /** A fresh browser context (one origin's storage, locks and BroadcastChannels), with `init` run in each page first. */

@@ -2,20 +2,13 @@
 // against a real gateway, one connection between them, and failover when
 // the leading tab closes or is frozen. Run with `node --test tests/share/`
 // after `scripts/build-client` (the tests load channel-wasm/pkg).
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import { createHmac } from 'node:crypto';
 import assert from 'node:assert/strict';
-import { startGateway, eventually, shutdown } from '../e2e/harness.mjs';
-import { servePage, context, tab, connections, received, publishMany, exactlyOnce, backgroundTimers } from './setup.mjs';
+import { startGateway, eventually } from '../e2e/harness.mjs';
+import { LIMIT, testPage, context, tab, connections, received, publishMany, exactlyOnce, backgroundTimers } from './setup.mjs';
 
-/** Per test, so a hung page fails one test, not the run. */
-const LIMIT = 120_000;
-
-const page = await servePage();
-after(async () => {
-  await shutdown();
-  await page.stop();
-});
+const page = await testPage();
 
 /** Waits for a tab among `pages` to lead; answers it and when it took over (its clock). */
 async function newLeader(pages) {
@@ -102,19 +95,25 @@ for (const transport of ['websocket', 'sse']) {
   });
 }
 
-test('a frozen leader is replaced; on waking it steps down', { timeout: LIMIT }, async () => {
+/** Freezes the leader while 500 events flow (`init` runs in every tab
+ * first), then wakes it: it must step down and let its connection go.
+ * Answers the figures. */
+async function frozenLeader(init) {
   let cdp;
-  const { ms, ctx, leader, next, gw } = await failover(async (leader, ctx) => {
-    cdp = await ctx.newCDPSession(leader);
-    await cdp.send('Page.setWebLifecycleState', { state: 'frozen' });
-    // Headless Chromium 156 accepts the freeze but keeps running the page's
-    // timers and handlers (seen here: no `freeze` event, timers advance).
-    // The debugger's pause stops the page's JavaScript the same way a
-    // freeze does: no task runs, the lock stays held.
-    await cdp.send('Debugger.enable');
-    await cdp.send('Debugger.pause');
-  });
-  console.log(`failover after the leader froze: ${ms}`);
+  const { ms, ctx, leader, next, gw } = await failover(
+    async (leader, ctx) => {
+      cdp = await ctx.newCDPSession(leader);
+      await cdp.send('Page.setWebLifecycleState', { state: 'frozen' });
+      // Headless Chromium 156 accepts the freeze but keeps running the page's
+      // timers and handlers (seen here: no `freeze` event, timers advance).
+      // The debugger's pause stops the page's JavaScript the same way a
+      // freeze does: no task runs, the lock stays held.
+      await cdp.send('Debugger.enable');
+      await cdp.send('Debugger.pause');
+    },
+    'auto',
+    init,
+  );
   await cdp.send('Debugger.resume');
   await cdp.send('Page.setWebLifecycleState', { state: 'active' });
   await eventually('the old leader to step down', async () => (await leader.evaluate(() => ch.shared)) == 'follower');
@@ -122,19 +121,15 @@ test('a frozen leader is replaced; on waking it steps down', { timeout: LIMIT },
   // The old leader let its connection go when it stepped down.
   await eventually('one connection after the old leader woke', async () => (await connections(gw)) == 1);
   await ctx.close();
+  return ms;
+}
+
+test('a frozen leader is replaced; on waking it steps down', { timeout: LIMIT }, async () => {
+  console.log(`failover after the leader froze: ${await frozenLeader()}`);
 });
 
 test('with every tab\'s timers at once a second (background tabs), a live leader keeps its place and a frozen one is replaced', { timeout: LIMIT }, async () => {
-  let cdp;
-  const { ms, ctx, leader } = await failover(async (leader, ctx) => {
-    cdp = await ctx.newCDPSession(leader);
-    await cdp.send('Debugger.enable');
-    await cdp.send('Debugger.pause');
-  }, 'auto', backgroundTimers);
-  console.log(`failover after the leader froze, timers throttled: ${ms}`);
-  await cdp.send('Debugger.resume');
-  await eventually('the old leader to step down', async () => (await leader.evaluate(() => ch.shared)) == 'follower');
-  await ctx.close();
+  console.log(`failover after the leader froze, timers throttled: ${await frozenLeader(backgroundTimers)}`);
 });
 
 /** An HS256 JWT for `sub`, with the right to subscribe to its own tree. */
