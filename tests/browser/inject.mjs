@@ -60,6 +60,7 @@ const endsAnEvent = (chunk) => chunk.length >= 2 && chunk[chunk.length - 2] === 
 export function sseInjector(gateway) {
   const target = new URL(gateway);
   const streams = new Set();
+  let opened = 0;
   const server = createServer((req, res) => {
     // No compression, so the stream can be written into as text.
     const { host, 'accept-encoding': _, ...headers } = req.headers;
@@ -73,6 +74,7 @@ export function sseInjector(gateway) {
         }
         const stream = { res, between: false, queued: [], silent: false };
         streams.add(stream);
+        opened++;
         answer.on('data', (chunk) => {
           if (stream.silent) return;
           res.write(chunk);
@@ -98,6 +100,8 @@ export function sseInjector(gateway) {
       resolve({
         url: `http://127.0.0.1:${server.address().port}`,
         live: () => [...streams].some((s) => s.between),
+        /** How many event streams the gateway has answered through the proxy. */
+        opened: () => opened,
         silence() {
           [...streams].at(-1).silent = true;
         },

@@ -5,6 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { TRANSPORTS, timeout, gateway, openApp, root, shutdown } from './harness.mjs';
+import { connectThrough } from './inject.mjs';
 
 after(shutdown);
 
@@ -101,3 +102,44 @@ for (const transport of TRANSPORTS) {
     await page.close();
   });
 }
+
+test('on SSE, patterns added in one tick reopen the stream once, losing nothing and reporting no reconnect', { timeout }, async () => {
+  const gw = await gateway('main');
+  const r = root('reopen');
+  const page = await openApp();
+  // Through the SSE proxy, which counts the streams the gateway answers.
+  const wire = await connectThrough(page, gw, { transport: 'sse', topics: [`${r}.a`] }, `${r}.a`);
+  try {
+    const before = wire.opened();
+    const got = await page.evaluate(
+      async ({ gw, r }) => {
+        const { channel, states, events } = window.c;
+        // Events on the first pattern keep coming while the stream reopens.
+        const flowing = (async () => {
+          for (let n = 1; n <= 10; n++) {
+            await t.publish(gw, { type: `${r}.a`, data: { n } });
+            await t.sleep(30);
+          }
+        })();
+        const added = ['b', 'c', 'd'].map((p) => t.record(channel, `${r}.${p}`));
+        await flowing;
+        await t.sleep(300);
+        await t.publish(gw, ['b', 'c', 'd'].map((p) => ({ type: `${r}.${p}`, data: { n: 1 } })));
+        await t.until('the added patterns', () => added.every((a) => a.length === 1));
+        await t.until('the 10 events of the first pattern', () => events.length >= 10);
+        await t.sleep(200);
+        const seen = states.map((s) => s.state);
+        await channel.close();
+        return { states: seen, a: t.ns(events), added: added.map(t.ns) };
+      },
+      { gw, r },
+    );
+    assert.equal(wire.opened() - before, 1, 'three subscribe calls in one tick: one new stream');
+    assert.deepEqual(got.a, Array.from({ length: 10 }, (_, i) => i + 1), 'nothing lost or repeated across the reopen');
+    assert.deepEqual(got.added, [[1], [1], [1]]);
+    assert.deepEqual(got.states, [], 'not reported as a reconnect');
+  } finally {
+    wire.close();
+    await page.close();
+  }
+});
