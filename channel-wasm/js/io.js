@@ -32,24 +32,31 @@ const channels = [];
 
 export const bind = (exports) => (w = exports);
 
+/** A view of the wasm's memory, made again when the memory has grown. */
+let bytes = new Uint8Array(0);
+const memory = () => (bytes.buffer == w.memory.buffer ? bytes : (bytes = new Uint8Array(w.memory.buffer)));
+
 /** Writes `strings` into the wasm's argument buffer and answers their
- * lengths in bytes, -1 for what is not a string. */
+ * lengths in bytes, -1 for what is not a string. ASCII is copied a
+ * character at a time (ids, types and positions are ASCII), the rest with
+ * `encodeInto`: no view or copy is made per string. */
 export function put(strings) {
   let room = 0;
   for (const s of strings) if (typeof s == 'string') room += s.length * 3;
-  const at = w.b(room);
-  const bytes = new Uint8Array(w.memory.buffer, at, room);
-  let used = 0;
+  let at = w.b(room);
+  const m = memory();
   return Array.from(strings, (s) => {
     if (typeof s != 'string') return -1;
-    const n = encoder.encodeInto(s, bytes.subarray(used)).written;
-    used += n;
-    return n;
+    let i = 0;
+    for (let c; i < s.length && (c = s.charCodeAt(i)) < 128; i++) m[at + i] = c;
+    if (i < s.length) i += encoder.encodeInto(s.slice(i), m.subarray(at + i)).written;
+    at += i;
+    return i;
   });
 }
 
 /** The string the wasm passed as a pointer and a length. */
-const text = (at, n) => decoder.decode(new Uint8Array(w.memory.buffer, at, n));
+const text = (at, n) => decoder.decode(memory().subarray(at, at + n));
 
 /** Tells the wasm what happened to `ch`; `v` is the value it refers to,
  * which stays here (the channel's current value). */
