@@ -53,7 +53,9 @@ for (const transport of TRANSPORTS) {
     const page = await openApp();
     const got = await page.evaluate(
       async ({ url, transport, r }) => {
-        const backoff = { minBackoffMs: 200, maxBackoffMs: 1000 };
+        // A fixed 1 s before each reconnect: time enough to see the channel
+        // cut off and emit, even on a busy machine.
+        const backoff = { minBackoffMs: 1000, maxBackoffMs: 1000 };
         const watcher = await t.connect({ url, transport: 'sse', topics: [`${r}.ui.>`], ...backoff });
         const seen = t.record(watcher.channel, `${r}.ui.>`);
         const { channel, states } = await t.connect({ url, transport, topics: [`${r}.kick`], ...backoff });
