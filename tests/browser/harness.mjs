@@ -8,6 +8,11 @@
 // here), so every gateway is cross-origin to it, as to a real app; the
 // gateways run with `--cors-origin '*'`. Processes and the browser come from
 // tests/e2e/harness.mjs; `after(shutdown)` in each test file stops them.
+//
+// To run: `cargo build -p eventwire-gateway`, `bash scripts/build-client
+// --pack`, then `node --test tests/browser/` (one file: name it; one test:
+// `--test-name-pattern`). Each test runs its scenario in the page with one
+// `page.evaluate` (helpers: app.js) and asserts in Node on what it returns.
 import { createServer } from 'node:http';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -45,6 +50,8 @@ const started = new Map();
  * one file, starting it if needed. */
 export function gateway(name) {
   if (!FLAGS[name]) throw new Error(`no gateway named ${name}`);
+  const bin = path.join(repo, 'target/debug/eventwire-gateway');
+  if (!existsSync(bin)) throw new Error(`${bin} is missing: run \`cargo build -p eventwire-gateway\` first`);
   if (!started.has(name)) started.set(name, startOwnGateway(...FLAGS[name]));
   return started.get(name);
 }
