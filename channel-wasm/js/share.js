@@ -6,13 +6,14 @@
 // and with it the one plain EventChannel; it subscribes with the union of
 // every tab's patterns and posts each event, with the pattern it matched,
 // on a BroadcastChannel of the same name. Every tab gives it to its
-// handlers of that pattern, once (deduplicated by id, across leaders too). Emits go through the leader and
-// are answered to the tab that made them; a tab keeps each emit until it is
-// answered and sends it again, same id, to every new leader: the gateway's
-// dedupe makes a resend harmless.
+// handlers of that pattern, once (deduplicated by id, across leaders too).
+// Emits go through the leader and are answered to the tab that made them;
+// a tab keeps each emit until it is answered and sends it again, same id,
+// to every new leader: the gateway's dedupe makes a resend harmless.
 //
 // Written as one closure rather than a class: the minifier shortens its
-// variables, not `this.#field`s (2 KB gzip is the budget for this layer).
+// variables, not `this.#field`s (the goal for this layer is 2 KB gzip;
+// docs/CLIENT-SIZE.md has what it costs).
 import { Callbacks, failure, uuid } from './io.js';
 import { outbox } from './persist.js';
 
