@@ -154,7 +154,7 @@ export async function layer(o, connect) {
     const g = ++gen;
     leading = 1;
     if (bc) tab.shared = 'leader';
-    post({ t: 'l' });
+    beat();
     // Resumes after the last position the tabs saw, so the gateway replays
     // what the old leader never passed on. Waits as long as it takes: the
     // app's connectTimeoutMs is this layer's, and a later leader has no one
@@ -210,10 +210,13 @@ export async function layer(o, connect) {
       .catch(() => election == ac && !closed && (follow(), elect()));
   };
 
+  /** The leader's state, as the other tabs mirror it. */
+  const beat = () => post({ t: 's', s: tab.state, i: { transport: tab.transport, attempt: 0 }, last });
+
   const tick = () => {
     const quiet = now() - heard;
-    // A leader still connecting says so, or the others would take over again.
-    if (leading) post(inner ? { t: 's', s: tab.state, i: { transport: tab.transport, attempt: 0 }, last } : { t: 'l' });
+    // A leader still connecting beats too, or the others would take over again.
+    if (leading) beat();
     else if (quiet < QUIET) return;
     else if (quiet < DEAD || stealing) post({ t: 'ping' });
     // One follower steals: the one that gets this lock.
@@ -226,7 +229,7 @@ export async function layer(o, connect) {
   /** A message from another tab. */
   const hear = ({ data: m }) => {
     const t = m.t;
-    if (t == 'e' || t == 's' || t == 'l' || (t == 'who' && m.lead)) heard = now();
+    if (t == 'e' || t == 's' || (t == 'who' && m.lead)) heard = now();
     if (t == 'e') take(m.e, m.p);
     else if (t == 's') {
       if (!leading) {
