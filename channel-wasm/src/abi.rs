@@ -192,18 +192,23 @@ pub extern "C" fn buffer(len: usize) -> *mut u8 {
     v.as_mut_ptr()
 }
 
+/// At most this many strings come with one call (a frame's fields, see
+/// `frames::field`). One size for every export: a `Strings` per count
+/// would be compiled once per count.
+pub const SLOTS: usize = 9;
+
 /// The strings the glue wrote for one call, owned by that call: a call it
 /// makes into JS may lead to another call in, which gets a buffer of its
 /// own.
-pub struct Strings<const N: usize> {
+pub struct Strings {
     bytes: Vec<u8>,
-    lens: [i32; N],
+    lens: [i32; SLOTS],
 }
 
-impl<const N: usize> Strings<N> {
+impl Strings {
     /// Takes the buffer, holding strings of `lens` bytes one after the
     /// other (-1: absent, no bytes).
-    pub fn take(lens: [i32; N]) -> Strings<N> {
+    pub fn take(lens: [i32; SLOTS]) -> Strings {
         // SAFETY: as in `buffer`.
         let mut bytes = core::mem::take(unsafe { &mut *ARGS.0.get() });
         let total = lens.iter().map(|&l| l.max(0) as usize).sum::<usize>();
@@ -231,7 +236,7 @@ impl<const N: usize> Strings<N> {
     }
 }
 
-impl<const N: usize> Drop for Strings<N> {
+impl Drop for Strings {
     /// Hands the allocation back for the next call, unless a nested call
     /// has left a larger one.
     fn drop(&mut self) {

@@ -56,7 +56,7 @@ pub extern "C" fn open(
     token: i32,
     since: i32,
 ) -> u32 {
-    let s = Strings::take([base, instance, token, since]);
+    let s = Strings::take([base, instance, token, since, -1, -1, -1, -1, -1]);
     let mut all = write(&CHANNELS.0);
     let h = all.len() as u32;
     let channel = Channel::new(
@@ -128,7 +128,7 @@ pub extern "C" fn call(
     l4: i32,
     l5: i32,
 ) -> u32 {
-    let s = Strings::take([l0, l1, l2, l3, l4, l5]);
+    let s = Strings::take([l0, l1, l2, l3, l4, l5, -1, -1, -1]);
     let Some(channel) = channel(handle) else {
         return 0;
     };

@@ -28,7 +28,6 @@ pub mod field {
     pub const MESSAGE: usize = 7;
     pub const POSITION: usize = 8;
     pub const TOKEN: usize = 0;
-    pub const COUNT: usize = 9;
 }
 
 /// One call from the glue: the numbers (a frame's `heartbeat_ms`,
@@ -38,7 +37,7 @@ pub struct Signal {
     pub a: f64,
     pub b: f64,
     pub c: f64,
-    pub s: Strings<{ field::COUNT }>,
+    pub s: Strings,
 }
 
 impl Signal {
