@@ -46,32 +46,11 @@ impl RecentIds {
         }
     }
 
-    /// Where `h` is (if it is there) and the slot it would go in. Slots
-    /// are read with `get`, never indexed: an index that could panic
-    /// brings core's panic messages and their formatting into the wasm,
-    /// and the table is never full, so a free slot always ends the probe.
-    fn find(&self, h: u64) -> (Option<usize>, usize) {
-        let mask = self.slots.len().wrapping_sub(1);
-        let mut i = (h as usize) & mask;
-        let mut free = None;
-        loop {
-            match self.slots.get(i).copied().unwrap_or(EMPTY) {
-                EMPTY => return (None, free.unwrap_or(i)),
-                TOMB => {
-                    free.get_or_insert(i);
-                }
-                x if x == h => return (Some(i), i),
-                _ => {}
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
     /// Records the event `source` + `id`; returns false when it was
     /// already there.
     pub fn insert(&mut self, source: &str, id: &str) -> bool {
         let h = fnv1a(source, id);
-        let (found, free) = self.find(h);
+        let (found, free) = find(&self.slots, h);
         if found.is_some() {
             return false;
         }
@@ -86,7 +65,7 @@ impl RecentIds {
             self.order.push(h);
             None
         };
-        if let Some((Some(i), _)) = evicted.map(|old| self.find(old))
+        if let Some((Some(i), _)) = evicted.map(|old| find(&self.slots, old))
             && let Some(slot) = self.slots.get_mut(i)
         {
             *slot = TOMB;
@@ -108,13 +87,33 @@ impl RecentIds {
     fn rebuild(&mut self) {
         self.slots.iter_mut().for_each(|s| *s = EMPTY);
         self.tombs = 0;
-        let order = self.order.clone();
-        for h in order {
-            let (_, free) = self.find(h);
+        for &h in &self.order {
+            let (_, free) = find(&self.slots, h);
             if let Some(slot) = self.slots.get_mut(free) {
                 *slot = h;
             }
         }
+    }
+}
+
+/// Where `h` is (if it is there) and the slot it would go in. Slots
+/// are read with `get`, never indexed: an index that could panic
+/// brings core's panic messages and their formatting into the wasm,
+/// and the table is never full, so a free slot always ends the probe.
+fn find(slots: &[u64], h: u64) -> (Option<usize>, usize) {
+    let mask = slots.len().wrapping_sub(1);
+    let mut i = (h as usize) & mask;
+    let mut free = None;
+    loop {
+        match slots.get(i).copied().unwrap_or(EMPTY) {
+            EMPTY => return (None, free.unwrap_or(i)),
+            TOMB => {
+                free.get_or_insert(i);
+            }
+            x if x == h => return (Some(i), i),
+            _ => {}
+        }
+        i = (i + 1) & mask;
     }
 }
 
