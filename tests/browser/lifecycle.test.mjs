@@ -1,8 +1,9 @@
 // What the package README promises beyond what browser.rs covered: every
 // emit's promise settles (`closed`, `outbox_full`, `invalid_event`),
 // `connect()` gives up with `connect_timeout`, the function `subscribe`
-// returns stops that handler only, and a gateway that lost its history
-// says so with `recovered: false`. See harness.mjs.
+// returns stops that handler only, a gateway that lost its history says so
+// with `recovered: false`, and a channel lives until `close()` even when
+// the app keeps no reference to it. See harness.mjs.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { freePort, restartGateway } from '../e2e/harness.mjs';
@@ -134,6 +135,41 @@ for (const transport of TRANSPORTS) {
     const open = got.states.find((s) => s.state === 'open');
     assert.equal(open.info.recovered, false, 'events may have been missed: the app is told');
     assert.deepEqual(got.ns, [1, 2], 'and the channel carries on from the new gateway');
+    await page.close();
+  });
+}
+
+for (const transport of TRANSPORTS) {
+  test(`a channel the app no longer references lives on until close(), over ${transport}`, { timeout }, async () => {
+    const url = await gateway('main');
+    const r = root('kept');
+    const page = await openApp();
+    await page.evaluate(
+      async ({ url, transport, r }) => {
+        window.got = [];
+        // Nothing keeps the EventChannel object: only its handler is reachable.
+        await (async () => {
+          const channel = await t.EventChannel.connect({ url, transport, topics: [`${r}.x`] });
+          channel.subscribe(`${r}.x`, (e) => window.got.push(e.data.n));
+        })();
+      },
+      { url, transport, r },
+    );
+    // Collect garbage (twice, so finalizers that ran can be collected too).
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('HeapProfiler.collectGarbage');
+    await page.evaluate(() => t.sleep(100));
+    await cdp.send('HeapProfiler.collectGarbage');
+    const got = await page.evaluate(
+      async ({ url, r }) => {
+        await t.sleep(300);
+        await t.publish(url, { type: `${r}.x`, data: { n: 1 } });
+        await t.until('the event at the handler', () => window.got.length === 1);
+        return window.got;
+      },
+      { url, r },
+    );
+    assert.deepEqual(got, [1]);
     await page.close();
   });
 }
