@@ -127,7 +127,8 @@ fn classify(buf: &[u8]) -> Class {
 }
 
 /// The request, if it is one this module serves as hyper would: HTTP/1.1,
-/// no body, nothing to negotiate, a URI and headers `http` accepts.
+/// no body (`Content-Length: 0` at most), nothing to negotiate, a URI and
+/// headers `http` accepts.
 fn request(parsed: &httparse::Request<'_, '_>) -> Option<(Request<Body>, bool)> {
     if parsed.version != Some(1) {
         return None;
@@ -137,7 +138,9 @@ fn request(parsed: &httparse::Request<'_, '_>) -> Option<(Request<Body>, bool)> 
     let mut keep_alive = true;
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        if name == "content-length" || name == "transfer-encoding" {
+        // Some clients send `Content-Length: 0` on a GET: no body either.
+        let empty = name == "content-length" && h.value == b"0";
+        if (name == "content-length" && !empty) || name == "transfer-encoding" {
             return None;
         }
         if name == "expect" || name == "upgrade" {
@@ -431,6 +434,14 @@ mod tests {
         assert_eq!(class("GET /v1/sse HTTP/1.1\r\nbad header\r\n\r\n"), "hyper");
         assert_eq!(
             class("GET /v1/sse HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+            "hyper"
+        );
+        assert_eq!(
+            class("GET /v1/sse HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            "sse"
+        );
+        assert_eq!(
+            class("GET /v1/sse HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             "hyper"
         );
         assert_eq!(
