@@ -77,6 +77,18 @@ mod tests {
             .await
             .unwrap();
         let conns: Vec<_> = (0..50).map(|_| hub.connect(Transport::Sse)).collect();
+        // A connection whose writer has not written its welcome yet is not
+        // asked: the welcome is the first frame.
+        let unwelcomed = hub.connect(Transport::Sse);
+        let waker = futures_util::task::noop_waker();
+        let mut buf = Vec::new();
+        for c in &conns {
+            c.push_control(bytes::Bytes::from_static(b"welcome"));
+            assert!(
+                c.poll_take(&mut Context::from_waker(&waker), &mut buf)
+                    .is_ready()
+            );
+        }
         // Spread over the period: after half of it, some but not all were asked.
         tokio::time::sleep(period / 2).await;
         let first = heartbeats(&conns);
@@ -91,6 +103,7 @@ mod tests {
         assert!(total.iter().all(|&n| n == 1), "{total:?}");
         tokio::time::sleep(period).await;
         assert!(heartbeats(&conns).iter().all(|&n| n == 1));
+        assert_eq!(heartbeats(std::slice::from_ref(&unwelcomed)), [0]);
         // A connection that is gone is not visited.
         hub.disconnect(&conns[0]);
         drop(conns);
