@@ -71,17 +71,18 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn late_ticks_do_not_stretch_the_period() {
-        let period = Duration::from_millis(1600);
-        let tick = period / super::SLOTS as u32;
+    const PERIOD: Duration = Duration::from_millis(1600);
+
+    /// A hub with a `PERIOD` heartbeat and `n` connections whose writers
+    /// have written their welcome.
+    async fn welcomed(n: usize) -> (Arc<Hub>, Vec<Arc<crate::conn::Conn>>) {
         let mut limits = HubLimits::from_config(&crate::Config::defaults());
-        limits.heartbeat = period;
+        limits.heartbeat = PERIOD;
         let engine = Arc::new(MemoryEngine::new(MemoryConfig::default()));
         let hub = Hub::start(engine, Arc::new(Metrics::new()), limits)
             .await
             .unwrap();
-        let conns: Vec<_> = (0..32).map(|_| hub.connect(Transport::Sse)).collect();
+        let conns: Vec<_> = (0..n).map(|_| hub.connect(Transport::Sse)).collect();
         let waker = futures_util::task::noop_waker();
         let mut buf = Vec::new();
         for c in &conns {
@@ -91,6 +92,13 @@ mod tests {
                     .is_ready()
             );
         }
+        (hub, conns)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_ticks_do_not_stretch_the_period() {
+        let tick = PERIOD / super::SLOTS as u32;
+        let (_hub, conns) = welcomed(32).await;
         // A busy runtime: every tick runs half a tick late, 48 times over,
         // i.e. for 4.5 periods.
         let mut got = vec![0; conns.len()];
@@ -109,26 +117,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_connection_gets_one_heartbeat_per_period_from_the_one_tick() {
-        let period = Duration::from_millis(1600);
-        let mut limits = HubLimits::from_config(&crate::Config::defaults());
-        limits.heartbeat = period;
-        let engine = Arc::new(MemoryEngine::new(MemoryConfig::default()));
-        let hub = Hub::start(engine, Arc::new(Metrics::new()), limits)
-            .await
-            .unwrap();
-        let conns: Vec<_> = (0..50).map(|_| hub.connect(Transport::Sse)).collect();
+        let period = PERIOD;
+        let (hub, conns) = welcomed(50).await;
         // A connection whose writer has not written its welcome yet is not
         // asked: the welcome is the first frame.
         let unwelcomed = hub.connect(Transport::Sse);
-        let waker = futures_util::task::noop_waker();
-        let mut buf = Vec::new();
-        for c in &conns {
-            c.push_control(bytes::Bytes::from_static(b"welcome"));
-            assert!(
-                c.poll_take(&mut Context::from_waker(&waker), &mut buf)
-                    .is_ready()
-            );
-        }
         // Spread over the period: after half of it, some but not all were asked.
         tokio::time::sleep(period / 2).await;
         let first = heartbeats(&conns);
