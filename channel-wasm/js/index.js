@@ -1,7 +1,7 @@
 // eventwire: the typed EventChannel for browsers. The logic is Rust compiled
 // to WebAssembly (eventwire_channel_bg.wasm); this file loads it on first use
 // and gives it the shape index.d.ts describes.
-import { Side, bind, failure, imports, put, uuid } from './io.js';
+import { Side, bind, failure, imports, opened, put, uuid } from './io.js';
 import { layer } from './share.js';
 
 let loading;
@@ -107,31 +107,9 @@ export class EventChannel {
     if (options.share || options.persist) return layer(options, EventChannel.connect);
     await load();
     const side = open(options);
-    const timeoutMs = options.connectTimeoutMs ?? 10_000;
-    await new Promise((resolve, reject) => {
-      let timer;
-      const done = () => {
-        clearTimeout(timer);
-        off();
-      };
-      const off = side.listen(false, (state) => {
-        if (state === 'open') {
-          done();
-          resolve();
-        } else if (state === 'closed') {
-          done();
-          reject(failure('closed', 'the channel was closed before it connected'));
-        }
-      });
-      if (timeoutMs > 0 && Number.isFinite(timeoutMs)) {
-        timer = setTimeout(() => {
-          done();
-          call(side.h, CLOSE);
-          reject(failure('connect_timeout', `no connection to ${options.url} within ${timeoutMs} ms`));
-        }, timeoutMs);
-      }
-      call(side.h, START);
-    });
+    const ready = opened(side, options, () => call(side.h, CLOSE));
+    call(side.h, START);
+    await ready;
     return new EventChannel(side);
   }
 

@@ -197,8 +197,7 @@ export const imports = {
     const info = { transport: TRANSPORTS[t], attempt };
     if (recovered < 2) info.recovered = !!recovered;
     if (delayMs === delayMs) info.delayMs = delayMs; // not NaN
-    ch.now = [state, info.transport];
-    for (const f of [...ch.states.values()]) ch.call(f, state, info);
+    ch.state(state, info);
   },
   /** Calls handler `id` with the event, unless it was unsubscribed meanwhile. */
   d(h, id) {
@@ -224,6 +223,29 @@ export const imports = {
   },
 };
 
+/** Resolves once `cb` reports `open`; rejects with `closed` if it closes
+ * first, or, after the `connectTimeoutMs` of `options` (default 10 s; 0 or
+ * Infinity: no limit), calls `close()` and rejects with `connect_timeout`.
+ * Both `connect`s (index.js, and share.js's) wait with it. */
+export const opened = (cb, { url, connectTimeoutMs }, close) =>
+  new Promise((resolve, reject) => {
+    const ms = connectTimeoutMs ?? 10_000;
+    const done = () => (clearTimeout(timer), off());
+    const off = cb.listen(false, (state) =>
+      state == 'open'
+        ? (done(), resolve())
+        : state == 'closed' && (done(), reject(failure('closed', 'the channel was closed before it connected'))),
+    );
+    const timer =
+      ms > 0 &&
+      ms < 1 / 0 &&
+      setTimeout(() => {
+        done();
+        close();
+        reject(failure('connect_timeout', `no connection to ${url} within ${ms} ms`));
+      }, ms);
+  });
+
 /** The app's side of a channel: the `onState` and `onError` listeners,
  * the handler functions by id (the Rust side keeps their patterns and says
  * which ids an event goes to), and the isolation of everything the app
@@ -236,6 +258,13 @@ export class Callbacks {
     this.errors = new Map();
     this.handlers = new Map();
     this.n = 0;
+  }
+
+  /** Reports a state change to a copy of the listeners: one may add or
+   * remove listeners while it runs. */
+  state(state, info) {
+    this.now = [state, info.transport];
+    for (const f of [...this.states.values()]) this.call(f, state, info);
   }
 
   /** Sets the function of handler `id`; none removes it. */

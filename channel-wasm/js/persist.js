@@ -9,12 +9,6 @@ const locks = globalThis.navigator?.locks;
  * free belongs to a tab that is gone (reloaded, closed, crashed). */
 const TAB = 'eventwire tab ';
 
-const done = (r) =>
-  new Promise((ok, ko) => {
-    r.onsuccess = () => ok(r.result);
-    r.onerror = () => ko(r.error);
-  });
-
 /**
  * The outbox of `scope` (origin, gateway and identity, from share.js) for
  * the tab `me`. `fail(error)` is called once, when IndexedDB is missing or
@@ -27,10 +21,11 @@ export function outbox(scope, me, fail, held) {
   const stop = new AbortController();
   const watched = new Set();
   const broken = (e) => db && ((db = null), fail(e));
-  let db = Promise.resolve().then(() => {
+  let db = new Promise((ok, ko) => {
     const r = indexedDB.open('eventwire');
     r.onupgradeneeded = () => r.result.createObjectStore('outbox', { keyPath: 'k' });
-    return done(r);
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => ko(r.error);
   });
   db.catch(broken);
   /** Runs `f(store)` in one transaction; settles once it has committed.
@@ -47,54 +42,60 @@ export function outbox(scope, me, fail, held) {
           }),
       )
       .catch(broken);
-  locks
-    ?.request(TAB + me, { signal: stop.signal }, () => {
-      held();
-      return new Promise((r) => (stop.signal.onabort = r));
-    })
-    .catch(() => {});
+  /** Resolves once this tab holds its own lock (at once without Web Locks).
+   * Records are written only then, so the owner of any record has held its
+   * lock: a free one means a tab that is gone. */
+  const mine = new Promise((ok) =>
+    locks
+      ? locks
+          .request(TAB + me, { signal: stop.signal }, () => {
+            ok();
+            held();
+            return new Promise((r) => (stop.signal.onabort = r));
+          })
+          .catch(() => {})
+      : ok(),
+  );
 
   let send;
-  /** Once tab `o` is gone (its lock free), takes over its records. */
+  /** Takes over the records of tab `o` (without Web Locks, of every other
+   * tab) and hands each to `send`; settles once they are its own. */
+  const claim = async (o) => {
+    const out = [];
+    await tx((s) => {
+      s.getAll().onsuccess = (e) => {
+        for (const r of e.target.result) {
+          if (r.s == scope && r.owner != me && (!locks || r.owner == o)) {
+            r.owner = me;
+            s.put(r);
+            out.push(r);
+          }
+        }
+      };
+    });
+    out.forEach(send);
+  };
+  /** Once tab `o` is gone (its lock free), takes over its records. Two
+   * tabs never take the same: the lock is kept until they are taken. */
   const watch = (o) => {
-    if (locks && !watched.has(o) && o != me) {
+    if (!watched.has(o) && o != me) {
       watched.add(o);
-      // Holding its lock, this tab would see `o` as alive: `gone` says not.
-      locks.request(TAB + o, { signal: stop.signal }, () => restore(send, o)).catch(() => {});
+      locks ? locks.request(TAB + o, { signal: stop.signal }, () => claim(o)).catch(() => {}) : claim();
     }
   };
-  /** Takes over the records of tabs that are gone and hands each to
-   * `send`; watches each tab still alive, to take over its records when it
-   * goes. Under one lock, so two tabs never take the same. */
-  const restore = (f, gone) => {
+  /** Watches the owner of every record: those gone (at once) and those
+   * alive (when they go) have their records handed to `f`. */
+  const restore = (f) => {
     send = f;
-    const claim = async () => {
-      const held = new Set(locks ? (await locks.query()).held.map((l) => l.name) : []);
-      const out = [];
-      const alive = [];
-      await tx((s) => {
-        s.getAll().onsuccess = (e) => {
-          for (const r of e.target.result) {
-            if (r.s != scope || r.owner == me) continue;
-            if (r.owner != gone && held.has(TAB + r.owner)) alive.push(r.owner);
-            else {
-              r.owner = me;
-              s.put(r);
-              out.push(r);
-            }
-          }
-        };
-      });
-      out.forEach(send);
-      alive.forEach(watch);
-    };
-    return locks ? locks.request('eventwire restore', claim) : claim();
+    tx((s) => {
+      s.getAll().onsuccess = (e) => e.target.result.forEach((r) => r.s == scope && watch(r.owner));
+    });
   };
 
   return {
     /** Stores `recs` (`{ id, type, d, o }`, `d` the data as JSON);
      * resolves once they are on disk, or storage has failed. */
-    put: (recs) => tx((s) => recs.forEach((r) => s.put({ ...r, k: scope + ' ' + r.id, s: scope, owner: me }))),
+    put: (recs) => mine.then(() => tx((s) => recs.forEach((r) => s.put({ ...r, k: scope + ' ' + r.id, s: scope, owner: me })))),
     del: (id) => tx((s) => s.delete(scope + ' ' + id)),
     restore,
     watch,

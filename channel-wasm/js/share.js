@@ -14,7 +14,7 @@
 // Written as one closure rather than a class: the minifier shortens its
 // variables, not `this.#field`s (the goal for this layer is 2 KB gzip;
 // docs/CLIENT-SIZE.md has what it costs).
-import { Callbacks, failure, uuid } from './io.js';
+import { Callbacks, failure, opened, uuid } from './io.js';
 import { outbox } from './persist.js';
 
 const locks = globalThis.navigator?.locks;
@@ -31,13 +31,30 @@ const TICK = 250,
   QUIET = 500,
   DEAD = 1100;
 
-const resolve = (f) => (typeof f == 'function' ? f() : f);
+/** Each message between tabs is an array, its kind first, then the fields
+ * in a fixed order (no property names to post): */
+/** [EVENT, event, pattern]: the leader's channel matched `event` to `pattern`. */
+const EVENT = 0;
+/** [STATE, state, info, last]: the leader's state, mirrored by the others. */
+const STATE = 1;
+/** [WHO, lead]: a new tab (a new leader: `lead`) asks for the others' patterns. */
+const WHO = 2;
+/** [HI, tab, patterns, held]: a tab's patterns; none when it goes. */
+const HI = 3;
+/** [PING]: a follower that heard nothing for a while. */
+const PING = 4;
+/** [EMIT, tab, record]: an emit of a follower, for the leader to send. */
+const EMIT = 5;
+/** [ANSWER, tab, id, receipt, code, message]: the leader's answer to it. */
+const ANSWER = 6;
+/** [ERROR, code, message]: what the leader's channel reported. */
+const ERROR = 7;
 
 /** Who the token speaks for: a JWT's `iss` and `sub` (stable across
  * refreshes), else the token itself, hashed where the page can. Tabs of
  * different identities never share a connection or an outbox. */
 async function identity(token) {
-  const t = await resolve(token);
+  const t = await (typeof token == 'function' ? token() : token);
   if (!t) return '';
   try {
     const c = JSON.parse(atob(t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
@@ -62,20 +79,20 @@ export async function layer(o, connect) {
   const seen = new Set();
   /** This tab's emits not yet answered: id → [record, resolve, reject]. */
   const pending = new Map();
-  const bc = o.share && locks && globalThis.BroadcastChannel && new BroadcastChannel(key);
-  const post = (m) => bc && bc.postMessage(m);
+  const bc = o.share && locks && globalThis.BroadcastChannel ? new BroadcastChannel(key) : null;
+  const post = (m) => bc?.postMessage(m);
   /** Errors before `connect` resolves wait for the app's `onError`. */
   const early = [];
   let report = (e) => early.push(e);
   let held;
-  const store =
-    o.persist &&
-    outbox(
-      key,
-      me,
-      (e) => report(failure('persist_unavailable', 'no IndexedDB: emits kept in memory', e)),
-      () => ((held = 1), announce()),
-    );
+  const store = o.persist
+    ? outbox(
+        key,
+        me,
+        (e) => report(failure('persist_unavailable', 'no IndexedDB: emits kept in memory', e)),
+        () => ((held = 1), announce()),
+      )
+    : null;
   /** The plain channel, while this tab leads and it is open. */
   let inner;
   /** Bumped when this tab starts or stops leading. */
@@ -84,12 +101,14 @@ export async function layer(o, connect) {
   let last = null;
   let heard = now();
   let stealing, granted, election, release, closed, batch, fatal;
+  /** Rejects `connect` when the leader's channel could not be made (a bad
+   * option): with that error, not a timeout. */
+  const failed = new Promise((_, ko) => (fatal = ko));
   let saved = Promise.resolve();
 
   const state = (s, i, lead) => {
-    cb.now = [s, i.transport];
-    for (const f of [...cb.states.values()]) cb.call(f, s, i);
-    if (lead) post({ t: 's', s, i, last });
+    cb.state(s, i);
+    if (lead) post([STATE, s, i, last]);
   };
 
   /** Delivers `e`, which the leader's channel matched to pattern `p`, to
@@ -114,7 +133,7 @@ export async function layer(o, connect) {
       try {
         // The channel calls this once per event and pattern, as it
         // calls the handlers of a plain channel: the pattern goes with it.
-        offs.has(p) || offs.set(p, inner.subscribe(p, (e) => take(e, p) && post({ t: 'e', e, p })));
+        offs.has(p) || offs.set(p, inner.subscribe(p, (e) => take(e, p) && post([EVENT, e, p])));
       } catch (e) {
         report(e);
       }
@@ -123,9 +142,9 @@ export async function layer(o, connect) {
   };
   /** Tells the other tabs this tab's patterns (handlers' and `topics`). */
   const announce = () => {
-    const p = [...new Set([...(o.topics || []), ...subs.values()])];
+    const p = [...(o.topics || []), ...subs.values()];
     tabs.set(me, p);
-    post({ t: 'hi', from: me, p, held });
+    post([HI, me, p, held]);
     sync();
   };
 
@@ -133,7 +152,7 @@ export async function layer(o, connect) {
     const p = pending.get(id);
     if (p) {
       pending.delete(id);
-      store && store.del(id);
+      store?.del(id);
       e ? p[2](e) : p[1](r);
     }
   };
@@ -143,11 +162,11 @@ export async function layer(o, connect) {
   const send = (rec, from) => {
     const ch = inner;
     const answer = (r, e) =>
-      ch == inner && (from == me ? settle(rec.id, r, e) : post({ t: 'a', to: from, id: rec.id, r, c: e?.code, m: e?.message }));
+      ch == inner && (from == me ? settle(rec.id, r, e) : post([ANSWER, from, rec.id, r, e?.code, e?.message]));
     ch.emit(rec.type, JSON.parse(rec.d), rec.o).then(answer, (e) => answer(0, e));
   };
   /** An emit of this tab: by its channel when it leads, else to the leader. */
-  const route = (rec) => (inner ? send(rec, me) : leading || post({ t: 'em', from: me, rec }));
+  const route = (rec) => (inner ? send(rec, me) : leading || post([EMIT, me, rec]));
   const resend = () => pending.forEach(([rec]) => route(rec));
 
   const lead = async () => {
@@ -159,9 +178,10 @@ export async function layer(o, connect) {
     // what the old leader never passed on. Waits as long as it takes: the
     // app's connectTimeoutMs is this layer's, and a later leader has no one
     // to give up to.
-    const ch = await connect({ ...o, share: 0, persist: 0, topics: union(), since: last, connectTimeoutMs: 0 }).catch((e) =>
-      fatal(e),
-    );
+    const ch = await connect({ ...o, share: 0, persist: 0, topics: union(), since: last, connectTimeoutMs: 0 }).catch((e) => {
+      tab.close();
+      fatal(e);
+    });
     if (g != gen || !ch) return ch?.close();
     inner = ch;
     const i = { transport: ch.transport, attempt: 0 };
@@ -172,25 +192,30 @@ export async function layer(o, connect) {
     ch.onState((s, i) => ch == inner && state(s, i, 1));
     ch.onError((e) => {
       report(e);
-      post({ t: 'x', c: e.code, m: e.message });
+      post([ERROR, e.code, e.message]);
     });
     sync();
     state(ch.state, i, 1);
     // The other tabs answer with their patterns and unanswered emits.
-    post({ t: 'who', lead: 1 });
+    post([WHO, 1]);
     resend();
+  };
+
+  /** Lets this tab's channel go (and any that is still connecting). */
+  const drop = () => {
+    gen++;
+    const ch = inner;
+    inner = null;
+    offs.clear();
+    return ch?.close();
   };
 
   /** Stops leading: the lock was stolen from this frozen or slow tab. */
   const follow = () => {
-    gen++;
+    drop();
     leading = 0;
     tab.shared = 'follower';
-    const ch = inner;
-    inner = null;
-    offs.clear();
     heard = now();
-    ch?.close();
     resend();
   };
 
@@ -211,14 +236,14 @@ export async function layer(o, connect) {
   };
 
   /** The leader's state, as the other tabs mirror it. */
-  const beat = () => post({ t: 's', s: tab.state, i: { transport: tab.transport, attempt: 0 }, last });
+  const beat = () => post([STATE, tab.state, { transport: tab.transport, attempt: 0 }, last]);
 
   const tick = () => {
     const quiet = now() - heard;
     // A leader still connecting beats too, or the others would take over again.
     if (leading) beat();
     else if (quiet < QUIET) return;
-    else if (quiet < DEAD || stealing) post({ t: 'ping' });
+    else if (quiet < DEAD || stealing) post([PING]);
     // One follower steals: the one that gets this lock.
     else
       stealing = locks
@@ -226,33 +251,31 @@ export async function layer(o, connect) {
         .finally(() => (stealing = granted = null));
   };
 
-  /** A message from another tab. */
-  const hear = ({ data: m }) => {
-    const t = m.t;
-    if (t == 'e' || t == 's' || (t == 'who' && m.lead)) heard = now();
-    if (t == 'e') take(m.e, m.p);
-    else if (t == 's') {
+  /** A message from another tab (the kinds are above). */
+  const hear = ({ data: [t, a, b, c, d, e] }) => {
+    // The leader's events and state (a new leader's too: it posts its
+    // state before it asks `WHO`).
+    if (t <= STATE) heard = now();
+    if (t == EVENT) take(a, b);
+    else if (t == STATE) {
       if (!leading) {
-        last ??= m.last;
-        if (m.s != tab.state || m.i.recovered === false) state(m.s, m.i);
+        last ??= c;
+        if (a != tab.state || b.recovered === false) state(a, b);
       }
-    } else if (t == 'ping') leading && tick();
-    else if (t == 'who') {
+    } else if (t == PING) leading && tick();
+    else if (t == WHO) {
       // A new tab asks for the others' patterns; a new leader, also for
       // the emits still unanswered.
       announce();
-      if (m.lead && !leading) resend();
-    } else if (t == 'hi') {
+      if (a && !leading) resend();
+    } else if (t == HI) {
       // With persist, the emits of a tab that goes are taken over at once.
-      store && m.held && store.watch(m.from);
-      tabs.set(m.from, m.p);
+      store && c && store.watch(a);
+      tabs.set(a, b);
       sync();
-    } else if (t == 'bye') {
-      tabs.delete(m.from);
-      sync();
-    } else if (t == 'em') inner && send(m.rec, m.from);
-    else if (t == 'a') m.to == me && settle(m.id, m.r, m.c && failure(m.c, m.m));
-    else if (t == 'x' && !leading) cb.report(failure(m.c, m.m));
+    } else if (t == EMIT) inner && send(b, a);
+    else if (t == ANSWER) a == me && settle(b, c, d && failure(d, e));
+    else if (t == ERROR && !leading) cb.report(failure(a, b));
   };
 
   const tab = {
@@ -272,20 +295,22 @@ export async function layer(o, connect) {
      * data travels as the JSON the gateway gets: what JSON cannot hold is
      * refused here, and the record passes between tabs and into
      * IndexedDB as it is. */
-    emit(type, data, options) {
-      if (closed) return Promise.reject(failure('closed', 'the channel is closed'));
-      if (pending.size >= (o.outboxSize ?? 1000)) return Promise.reject(failure('outbox_full', 'too many emits waiting'));
+    async emit(type, data, options) {
+      if (closed) throw failure('closed', 'the channel is closed');
+      if (pending.size >= (o.outboxSize ?? 1000)) throw failure('outbox_full', 'too many emits waiting');
       let d;
       try {
         d = JSON.stringify(data) ?? 'null';
       } catch (e) {
-        return Promise.reject(failure('invalid_event', e.message));
+        throw failure('invalid_event', e.message);
       }
       const id = options?.id ?? uuid();
       const rec = { id, type, d, o: { ...options, id } };
       if (store && !batch) {
         const b = (batch = []);
-        saved = Promise.all([saved, Promise.resolve().then(() => ((batch = 0), store.put(b)))]);
+        // The transactions commit in the order they were made: waiting
+        // for the last one waits for every earlier one too.
+        saved = Promise.resolve().then(() => ((batch = 0), store.put(b)));
       }
       batch?.push(rec);
       return new Promise((ok, ko) => {
@@ -308,19 +333,16 @@ export async function layer(o, connect) {
     async close() {
       if (closed) return;
       closed = 1;
-      post({ t: 'bye', from: me });
-      bc && bc.close();
+      post([HI, me, []]);
+      bc?.close();
       clearInterval(timer);
       election?.abort();
       release?.();
-      gen++;
-      const ch = inner;
-      inner = null;
-      await ch?.close();
+      await drop();
       // The records stay: not accepted, they go out from the next page or
       // tab (a connect that timed out closes too, and must lose nothing).
-      store && store.close();
-      for (const [, p] of pending) p[2](failure('closed', 'the channel was closed before the gateway accepted this event'));
+      store?.close();
+      pending.forEach((p) => p[2](failure('closed', 'the channel is closed')));
       pending.clear();
       state('closed', { transport: tab.transport, attempt: 0 });
     },
@@ -329,22 +351,15 @@ export async function layer(o, connect) {
   const timer = bc && setInterval(tick, TICK);
   if (bc) bc.onmessage = hear;
   announce();
-  post({ t: 'who' });
+  post([WHO]);
   bc ? elect() : lead();
-  store &&
-    store.restore((rec) => {
-      const done = (r) => o.onRestoredEmit?.({ id: rec.id, type: rec.type, data: JSON.parse(rec.d), ...r });
-      pending.set(rec.id, [rec, (receipt) => done({ receipt }), (error) => done({ error })]);
-      route(rec);
-    });
-
-  const ms = o.connectTimeoutMs ?? 10_000;
-  await new Promise((ok, ko) => {
-    const fail = (e) => (off(), tab.close(), ko(e));
-    const off = tab.onState((s) => s == 'open' && (off(), clearTimeout(t), ok()));
-    const t = ms > 0 && setTimeout(() => fail(failure('connect_timeout', `no connection to ${o.url} within ${ms} ms`)), ms);
-    fatal = fail;
+  store?.restore((rec) => {
+    const done = (r) => o.onRestoredEmit?.({ id: rec.id, type: rec.type, data: JSON.parse(rec.d), ...r });
+    pending.set(rec.id, [rec, (receipt) => done({ receipt }), (error) => done({ error })]);
+    route(rec);
   });
+
+  await Promise.race([opened(cb, o, tab.close), failed]);
   // What went wrong before the app could listen (storage unavailable)
   // goes to its `onError` listeners.
   report = (e) => cb.report(e);
