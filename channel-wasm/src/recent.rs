@@ -38,7 +38,7 @@ impl RecentIds {
     pub fn new(cap: usize) -> RecentIds {
         let cap = cap.max(1);
         RecentIds {
-            order: Vec::with_capacity(cap),
+            order: Vec::new(),
             oldest: 0,
             slots: vec![EMPTY; (cap * 2).next_power_of_two()],
             cap,

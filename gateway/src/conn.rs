@@ -108,6 +108,9 @@ struct State {
     /// The gateway-wide heartbeat tick came by and the writer has not sent
     /// the heartbeat yet.
     heartbeat_due: bool,
+    /// The writer has taken items: the first is the `welcome`, which must be
+    /// the first frame, so no heartbeat is asked for before it.
+    started: bool,
     /// The flusher's tick count when the writer last took items; see
     /// [`Flusher::gathers`].
     wrote_at: u64,
@@ -269,7 +272,7 @@ impl Conn {
     /// of its own and its writer polls none on every wake.
     pub fn heartbeat(&self) {
         let mut st = self.state.lock();
-        if st.closed.is_some() || st.heartbeat_due {
+        if st.closed.is_some() || st.heartbeat_due || !st.started {
             return;
         }
         st.heartbeat_due = true;
@@ -298,6 +301,7 @@ impl Conn {
             let from = buf.len();
             buf.extend(st.queue.drain(..));
             st.bytes = st.replay_bytes;
+            st.started = true;
             if let Some(f) = &self.flusher {
                 st.wrote_at = f.epoch();
             }
@@ -592,6 +596,14 @@ mod tests {
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let mut buf = Vec::new();
+        // Nothing before the welcome, which must be the first frame.
+        conn.heartbeat();
+        conn.push_control(Bytes::from_static(b"welcome"));
+        assert!(matches!(
+            conn.poll_take(&mut cx, &mut buf),
+            Poll::Ready(Taken::Items)
+        ));
+        buf.clear();
         assert!(conn.poll_take(&mut cx, &mut buf).is_pending());
         conn.push_live(&ev(1));
         conn.heartbeat();

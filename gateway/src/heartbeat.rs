@@ -26,7 +26,11 @@ pub fn start(hub: Weak<Hub>, period: Duration) {
     let tick = (period / SLOTS as u32).max(Duration::from_millis(1));
     tokio::spawn(async move {
         let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
-        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Burst, not Delay: a late tick must not push the following ones
+        // back, or the lateness of 16 ticks adds up within one period and a
+        // connection waits far longer than a period for its heartbeat (a
+        // WebSocket peer that answers every ping would then look silent).
+        interval.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut due: Vec<Arc<Conn>> = Vec::new();
         for slot in (0..SLOTS).cycle() {
             interval.tick().await;
@@ -67,16 +71,57 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn every_connection_gets_one_heartbeat_per_period_from_the_one_tick() {
-        let period = Duration::from_millis(1600);
+    const PERIOD: Duration = Duration::from_millis(1600);
+
+    /// A hub with a `PERIOD` heartbeat and `n` connections whose writers
+    /// have written their welcome.
+    async fn welcomed(n: usize) -> (Arc<Hub>, Vec<Arc<crate::conn::Conn>>) {
         let mut limits = HubLimits::from_config(&crate::Config::defaults());
-        limits.heartbeat = period;
+        limits.heartbeat = PERIOD;
         let engine = Arc::new(MemoryEngine::new(MemoryConfig::default()));
         let hub = Hub::start(engine, Arc::new(Metrics::new()), limits)
             .await
             .unwrap();
-        let conns: Vec<_> = (0..50).map(|_| hub.connect(Transport::Sse)).collect();
+        let conns: Vec<_> = (0..n).map(|_| hub.connect(Transport::Sse)).collect();
+        let waker = futures_util::task::noop_waker();
+        let mut buf = Vec::new();
+        for c in &conns {
+            c.push_control(bytes::Bytes::from_static(b"welcome"));
+            assert!(
+                c.poll_take(&mut Context::from_waker(&waker), &mut buf)
+                    .is_ready()
+            );
+        }
+        (hub, conns)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_ticks_do_not_stretch_the_period() {
+        let tick = PERIOD / super::SLOTS as u32;
+        let (_hub, conns) = welcomed(32).await;
+        // A busy runtime: every tick runs half a tick late, 48 times over,
+        // i.e. for 4.5 periods.
+        let mut got = vec![0; conns.len()];
+        for _ in 0..48 {
+            tokio::time::advance(tick + tick / 2).await;
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+            for (n, h) in got.iter_mut().zip(heartbeats(&conns)) {
+                *n += h;
+            }
+        }
+        // Still one heartbeat per period each, not one per 1.5 periods.
+        assert!(got.iter().all(|&n| n >= 4), "{got:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_connection_gets_one_heartbeat_per_period_from_the_one_tick() {
+        let period = PERIOD;
+        let (hub, conns) = welcomed(50).await;
+        // A connection whose writer has not written its welcome yet is not
+        // asked: the welcome is the first frame.
+        let unwelcomed = hub.connect(Transport::Sse);
         // Spread over the period: after half of it, some but not all were asked.
         tokio::time::sleep(period / 2).await;
         let first = heartbeats(&conns);
@@ -91,6 +136,7 @@ mod tests {
         assert!(total.iter().all(|&n| n == 1), "{total:?}");
         tokio::time::sleep(period).await;
         assert!(heartbeats(&conns).iter().all(|&n| n == 1));
+        assert_eq!(heartbeats(std::slice::from_ref(&unwelcomed)), [0]);
         // A connection that is gone is not visited.
         hub.disconnect(&conns[0]);
         drop(conns);

@@ -173,9 +173,9 @@ impl Server {
 /// Reads a socket's first request head: `GET /v1/sse` is served off hyper
 /// (see sse_socket.rs), anything else goes to hyper with the bytes read so
 /// far. The same bounds as hyper's apply: the header-read timeout,
-/// eviction, shutdown. (A head that starts as `GET /v1/sse` and turns out
-/// to be for hyper after all starts hyper's own header-read timeout when
-/// it is handed over: at most twice the timeout in all, still bounded.)
+/// eviction, shutdown. A head is handed to hyper unfinished only when
+/// hyper refuses it at once (see `sse_socket::MAX_HEAD`), so hyper's own
+/// header-read timeout never starts over on it.
 async fn first_head<I: tokio::io::AsyncRead + Unpin>(
     io: &mut I,
     buf: &mut Vec<u8>,

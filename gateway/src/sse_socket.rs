@@ -15,10 +15,9 @@
 //! unchanged, the bytes already read put back in front
 //! ([`crate::rewind::Rewind`]): another route, HTTP/1.0, a request with a
 //! body or with `Expect` or `Upgrade`, a head hyper would reject (hyper then
-//! answers `400` or `431`, as it always did), a head over [`MAX_HEAD`]
-//! bytes. After a response written here, the socket goes back to hyper for
-//! its next request (HTTP/1 keep-alive), with any bytes the client sent
-//! meanwhile.
+//! answers `400` or `431`, as it always did). After a response written
+//! here, the socket goes back to hyper for its next request (HTTP/1
+//! keep-alive), with any bytes the client sent meanwhile.
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version};
@@ -32,8 +31,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 /// The request line this module serves starts so, then a space or a `?`.
 const PREFIX: &[u8] = b"GET /v1/sse";
 
-/// A longer head (tokens can be long, but not this long) goes to hyper.
-pub const MAX_HEAD: usize = 16 * 1024;
+/// hyper's own limit on a buffered head (its default `max_buf_size`). An
+/// unfinished head this long goes to hyper, which refuses it at once
+/// (`431`), so a head handed over unfinished never gets a second
+/// header-read timeout.
+pub const MAX_HEAD: usize = 8192 + 4096 * 100;
 
 /// As many header lines as hyper accepts by default; more, and hyper
 /// answers `431`.
@@ -41,7 +43,7 @@ const MAX_HEADERS: usize = 100;
 
 /// Bytes a client may send on a socket while its stream is written (a
 /// request pipelined behind it); more, and the socket is closed.
-const MAX_PIPELINED: usize = MAX_HEAD;
+const MAX_PIPELINED: usize = 16 * 1024;
 
 /// What a socket's first request turned out to be.
 // Built once per socket and taken apart at once: boxing the request would
@@ -77,7 +79,8 @@ pub async fn read_head<I: AsyncRead + Unpin>(io: &mut I, buf: &mut Vec<u8>) -> H
             }
         }
         if buf.len() == buf.capacity() {
-            buf.reserve(buf.len().clamp(1024, MAX_HEAD));
+            // `classify` leaves `buf` shorter than MAX_HEAD.
+            buf.reserve(buf.len().max(1024).min(MAX_HEAD - buf.len()));
         }
         match io.read_buf(buf).await {
             Ok(0) if buf.is_empty() => return Head::Closed,

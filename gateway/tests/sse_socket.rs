@@ -271,3 +271,20 @@ async fn the_stream_carries_the_cors_headers_of_the_router() {
     );
     c.chunk_with("event: $welcome").await;
 }
+
+#[tokio::test]
+async fn a_stream_head_too_long_for_hyper_too_is_refused_at_once() {
+    // A timeout would close the socket without a word: the 431 shows the
+    // unfinished head went to hyper, which refused it for its size.
+    let mut cfg = config();
+    cfg.header_timeout = Duration::from_secs(120);
+    let gw = start(cfg).await;
+    let mut c = Raw::connect(&gw).await;
+    let start = "GET /v1/sse?topic=order.* HTTP/1.1\r\nX-Long: ";
+    let fill = "a".repeat(eventwire_gateway::sse_socket::MAX_HEAD - start.len());
+    c.send(&format!("{start}{fill}")).await;
+    let head = c.head().await;
+    assert_eq!(head.status, 431);
+    assert!(c.closed_within(WAIT).await);
+    assert_eq!(gw.get("/healthz").await.0, 200);
+}
