@@ -45,14 +45,21 @@ export function put(strings) {
   for (const s of strings) if (typeof s == 'string') room += s.length * 3;
   let at = w.b(room);
   const m = memory();
-  return Array.from(strings, (s) => {
-    if (typeof s != 'string') return -1;
-    let i = 0;
-    for (let c; i < s.length && (c = s.charCodeAt(i)) < 128; i++) m[at + i] = c;
-    if (i < s.length) i += encoder.encodeInto(s.slice(i), m.subarray(at + i)).written;
-    at += i;
-    return i;
-  });
+  const lens = [];
+  for (const s of strings) {
+    let i = -1;
+    if (typeof s == 'string') {
+      for (i = 0; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        if (c > 127) break;
+        m[at + i] = c;
+      }
+      if (i < s.length) i += encoder.encodeInto(s.slice(i), m.subarray(at + i)).written;
+      at += i;
+    }
+    lens.push(i);
+  }
+  return lens;
 }
 
 /** The string the wasm passed as a pointer and a length. */
