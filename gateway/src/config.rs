@@ -73,7 +73,7 @@ pub struct Config {
     pub ws_max_message_bytes: usize,
 
     /// Heartbeat period: SSE comments and WebSocket pings.
-    #[arg(long, env = "EVENTWIRE_HEARTBEAT", default_value = "15s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "EVENTWIRE_HEARTBEAT", default_value = "15s", value_parser = heartbeat_period)]
     pub heartbeat: Duration,
 
     /// A write that makes no progress for this long drops the connection.
@@ -156,5 +156,30 @@ impl Config {
     /// The configuration with every default, as if no flag were given.
     pub fn defaults() -> Config {
         Config::parse_from(["eventwire-gateway"])
+    }
+}
+
+/// `--heartbeat`: a duration above zero. Zero would tick the heartbeat as
+/// fast as the runtime can and close every WebSocket peer as silent.
+fn heartbeat_period(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("the heartbeat period must be above zero, e.g. 15s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_heartbeat_is_refused_with_a_reason() {
+        let err = Config::try_parse_from(["eventwire-gateway", "--heartbeat", "0s"])
+            .expect_err("0s is refused")
+            .to_string();
+        assert!(err.contains("above zero"), "{err}");
+        let ok = Config::try_parse_from(["eventwire-gateway", "--heartbeat", "250ms"]).unwrap();
+        assert_eq!(ok.heartbeat, Duration::from_millis(250));
     }
 }
