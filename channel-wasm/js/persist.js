@@ -57,28 +57,24 @@ export function outbox(scope, me, fail, held) {
       : ok(),
   );
 
-  let send;
+  let send, batch, saved;
+  /** Calls `f(record, store)` for each record of this scope another tab
+   * owns, in one transaction. */
+  const each = (f) =>
+    tx((s) => {
+      s.getAll().onsuccess = (e) => e.target.result.forEach((r) => r.s == scope && r.owner != me && f(r, s));
+    });
   /** Takes over the records of tab `o` (without Web Locks, of every other
    * tab) and hands each to `send`; settles once they are its own. */
   const claim = async (o) => {
     const out = [];
-    await tx((s) => {
-      s.getAll().onsuccess = (e) => {
-        for (const r of e.target.result) {
-          if (r.s == scope && r.owner != me && (!locks || r.owner == o)) {
-            r.owner = me;
-            s.put(r);
-            out.push(r);
-          }
-        }
-      };
-    });
+    await each((r, s) => (!locks || r.owner == o) && ((r.owner = me), s.put(r), out.push(r)));
     out.forEach(send);
   };
   /** Once tab `o` is gone (its lock free), takes over its records. Two
    * tabs never take the same: the lock is kept until they are taken. */
   const watch = (o) => {
-    if (!watched.has(o) && o != me) {
+    if (!watched.has(o)) {
       watched.add(o);
       locks ? locks.request(TAB + o, { signal: stop.signal }, () => claim(o)).catch(() => {}) : claim();
     }
@@ -87,15 +83,23 @@ export function outbox(scope, me, fail, held) {
    * alive (when they go) have their records handed to `f`. */
   const restore = (f) => {
     send = f;
-    tx((s) => {
-      s.getAll().onsuccess = (e) => e.target.result.forEach((r) => r.s == scope && watch(r.owner));
-    });
+    each((r) => watch(r.owner));
   };
 
   return {
-    /** Stores `recs` (`{ id, type, d, o }`, `d` the data as JSON);
-     * resolves once they are on disk, or storage has failed. */
-    put: (recs) => mine.then(() => tx((s) => recs.forEach((r) => s.put({ ...r, k: scope + ' ' + r.id, s: scope, owner: me })))),
+    /** Stores `rec` (an emit's options with its `id`, `type` and `d`, the
+     * data as JSON) in one transaction with the others of this tick;
+     * resolves once they are on disk, or storage has failed. The
+     * transactions commit in the order they were made, so the emits go
+     * out in order. */
+    put(rec) {
+      if (!batch) {
+        const b = (batch = []);
+        saved = mine.then(() => ((batch = 0), tx((s) => b.forEach((r) => s.put({ ...r, k: scope + ' ' + r.id, s: scope, owner: me })))));
+      }
+      batch.push(rec);
+      return saved;
+    },
     del: (id) => tx((s) => s.delete(scope + ' ' + id)),
     restore,
     watch,

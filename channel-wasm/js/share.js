@@ -43,9 +43,10 @@ const WHO = 2;
 const HI = 3;
 /** [PING]: a follower that heard nothing for a while. */
 const PING = 4;
-/** [EMIT, tab, record]: an emit of a follower, for the leader to send. */
+/** [EMIT, record]: an emit of a follower, for the leader to send. */
 const EMIT = 5;
-/** [ANSWER, tab, id, receipt, code, message]: the leader's answer to it. */
+/** [ANSWER, id, receipt, code, message]: the leader's answer to an emit,
+ * for whichever tab has it (ids are unique). */
 const ANSWER = 6;
 /** [ERROR, code, message]: what the leader's channel reported. */
 const ERROR = 7;
@@ -70,7 +71,8 @@ export async function layer(o, connect) {
   const key = `eventwire ${o.url} ${await identity(o.token)}`;
   const me = uuid();
   const cb = new Callbacks();
-  /** This tab's handlers' patterns by handler id (the functions are in `cb`). */
+  /** This tab's handlers (each wrapped, so one function subscribed twice
+   * is two entries) and their patterns. */
   const subs = new Map();
   /** Every tab's patterns, by tab id: the leader subscribes with the union. */
   const tabs = new Map();
@@ -89,7 +91,7 @@ export async function layer(o, connect) {
     ? outbox(
         key,
         me,
-        (e) => report(failure('persist_unavailable', 'no IndexedDB: emits kept in memory', e)),
+        (e) => report(failure('persist_unavailable', 'IndexedDB unusable', e)),
         () => ((held = 1), announce()),
       )
     : null;
@@ -100,11 +102,10 @@ export async function layer(o, connect) {
   let leading;
   let last = null;
   let heard = now();
-  let stealing, granted, election, release, closed, batch, fatal;
+  let stealing, granted, election, closed, fatal;
   /** Rejects `connect` when the leader's channel could not be made (a bad
    * option): with that error, not a timeout. */
   const failed = new Promise((_, ko) => (fatal = ko));
-  let saved = Promise.resolve();
 
   const state = (s, i, lead) => {
     cb.state(s, i);
@@ -120,7 +121,7 @@ export async function layer(o, connect) {
     seen.add(k);
     if (seen.size > 4096) seen.delete(seen.values().next().value);
     last = e.seq;
-    for (const [id, q] of subs) if (q == p) cb.handle(id, e);
+    for (const [f, q] of subs) if (q == p) f(e);
     return 1;
   };
 
@@ -156,17 +157,16 @@ export async function layer(o, connect) {
       e ? p[2](e) : p[1](r);
     }
   };
-  /** Leader: sends emit `rec` of tab `from` and answers it there. A channel
-   * let go (this tab stopped leading) rejects with `closed`: the emit then
-   * stays with its tab, for the next leader. */
-  const send = (rec, from) => {
+  /** Leader: sends emit `rec` (its own or another tab's) and answers the
+   * tab that has it. A channel let go (this tab stopped leading) rejects
+   * with `closed`: the emit then stays with its tab, for the next leader. */
+  const send = (rec) => {
     const ch = inner;
-    const answer = (r, e) =>
-      ch == inner && (from == me ? settle(rec.id, r, e) : post([ANSWER, from, rec.id, r, e?.code, e?.message]));
-    ch.emit(rec.type, JSON.parse(rec.d), rec.o).then(answer, (e) => answer(0, e));
+    const answer = (r, e) => ch == inner && (settle(rec.id, r, e), post([ANSWER, rec.id, r, e?.code, e?.message]));
+    ch.emit(rec.type, JSON.parse(rec.d), rec).then(answer, (e) => answer(0, e));
   };
   /** An emit of this tab: by its channel when it leads, else to the leader. */
-  const route = (rec) => (inner ? send(rec, me) : leading || post([EMIT, me, rec]));
+  const route = (rec) => (inner ? send(rec) : leading || post([EMIT, rec]));
   const resend = () => pending.forEach(([rec]) => route(rec));
 
   const lead = async () => {
@@ -220,7 +220,8 @@ export async function layer(o, connect) {
   };
 
   /** Queues for the lock, or (`steal`) takes it from a leader that stopped
-   * answering; losing it (stolen while frozen) makes this tab a follower. */
+   * answering; losing it (stolen while frozen) makes this tab a follower.
+   * Aborting `election` gives up the request, or the lock once held. */
   const elect = (steal) => {
     election?.abort();
     const ac = (election = new AbortController());
@@ -230,7 +231,7 @@ export async function layer(o, connect) {
         // The steal lock is kept a while, until the others have heard
         // this tab lead: a lock and a message travel apart.
         granted && setTimeout(granted, DEAD);
-        return new Promise((r) => (release = r));
+        return new Promise((r) => (ac.signal.onabort = r));
       })
       .catch(() => election == ac && !closed && (follow(), elect()));
   };
@@ -252,7 +253,7 @@ export async function layer(o, connect) {
   };
 
   /** A message from another tab (the kinds are above). */
-  const hear = ({ data: [t, a, b, c, d, e] }) => {
+  const hear = ({ data: [t, a, b, c, d] }) => {
     // The leader's events and state (a new leader's too: it posts its
     // state before it asks `WHO`).
     if (t <= STATE) heard = now();
@@ -273,8 +274,8 @@ export async function layer(o, connect) {
       store && c && store.watch(a);
       tabs.set(a, b);
       sync();
-    } else if (t == EMIT) inner && send(b, a);
-    else if (t == ANSWER) a == me && settle(b, c, d && failure(d, e));
+    } else if (t == EMIT) inner && send(a);
+    else if (t == ANSWER) settle(a, b, c && failure(c, d));
     else if (t == ERROR && !leading) cb.report(failure(a, b));
   };
 
@@ -284,11 +285,11 @@ export async function layer(o, connect) {
     shared: !!bc && 'follower',
     subscribe(pattern, handler) {
       if (!PATTERN.test(pattern)) throw failure('invalid_pattern', `invalid pattern: ${pattern}`);
-      const id = ++cb.n;
-      subs.set(id, pattern);
-      cb.handler(id, handler);
+      // A handler that throws reports `handler_error`; none: only subscribes.
+      const f = (e) => handler && cb.call(handler, e);
+      subs.set(f, pattern);
       announce();
-      return () => subs.delete(id) && (cb.handler(id), announce());
+      return () => subs.delete(f) && announce();
     },
     /** Kept (with `persist`) before it is sent, so a reload after `emit`
      * returns finds it; the emits of one tick share one transaction. The
@@ -305,17 +306,10 @@ export async function layer(o, connect) {
         throw failure('invalid_event', e.message);
       }
       const id = options?.id ?? uuid();
-      const rec = { id, type, d, o: { ...options, id } };
-      if (store && !batch) {
-        const b = (batch = []);
-        // The transactions commit in the order they were made: waiting
-        // for the last one waits for every earlier one too.
-        saved = Promise.resolve().then(() => ((batch = 0), store.put(b)));
-      }
-      batch?.push(rec);
+      const rec = { ...options, id, type, d };
       return new Promise((ok, ko) => {
         pending.set(id, [rec, ok, ko]);
-        saved.then(() => pending.has(id) && route(rec));
+        Promise.resolve(store?.put(rec)).then(() => pending.has(id) && route(rec));
       });
     },
     get state() {
@@ -337,7 +331,6 @@ export async function layer(o, connect) {
       bc?.close();
       clearInterval(timer);
       election?.abort();
-      release?.();
       await drop();
       // The records stay: not accepted, they go out from the next page or
       // tab (a connect that timed out closes too, and must lose nothing).
