@@ -3,7 +3,8 @@
 // with their own ids (the gateway's dedupe then makes each exactly-once).
 // Used by share.js, which owns the emit path; this file only stores.
 
-const locks = globalThis.navigator?.locks;
+/** Web Locks, where the page has them (share.js uses them too). */
+export const locks = globalThis.navigator?.locks;
 
 /** The lock each tab holds while it lives: a record whose owner's lock is
  * free belongs to a tab that is gone (reloaded, closed, crashed). */
@@ -42,18 +43,18 @@ export function outbox(scope, me, fail, held) {
           }),
       )
       .catch(broken);
+  /** Runs `f` holding the lock of tab `tab` (until this tab closes). */
+  const hold = (tab, f) => locks.request(TAB + tab, { signal: stop.signal }, f).catch(() => {});
   /** Resolves once this tab holds its own lock (at once without Web Locks).
    * Records are written only then, so the owner of any record has held its
    * lock: a free one means a tab that is gone. */
   const mine = new Promise((ok) =>
     locks
-      ? locks
-          .request(TAB + me, { signal: stop.signal }, () => {
-            ok();
-            held();
-            return new Promise((r) => (stop.signal.onabort = r));
-          })
-          .catch(() => {})
+      ? hold(me, () => {
+          ok();
+          held();
+          return new Promise((r) => (stop.signal.onabort = r));
+        })
       : ok(),
   );
 
@@ -76,7 +77,7 @@ export function outbox(scope, me, fail, held) {
   const watch = (o) => {
     if (!watched.has(o)) {
       watched.add(o);
-      locks ? locks.request(TAB + o, { signal: stop.signal }, () => claim(o)).catch(() => {}) : claim();
+      locks ? hold(o, () => claim(o)) : claim();
     }
   };
   /** Watches the owner of every record: those gone (at once) and those

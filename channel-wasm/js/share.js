@@ -15,13 +15,12 @@
 // variables, not `this.#field`s (the goal for this layer is 2 KB gzip;
 // docs/CLIENT-SIZE.md has what it costs).
 import { Callbacks, failure, opened, uuid } from './io.js';
-import { outbox } from './persist.js';
+import { locks, outbox } from './persist.js';
 
-const locks = globalThis.navigator?.locks;
 const now = Date.now;
 
 /** PROTOCOL §3.1, checked here because a follower has no channel to ask. */
-const PATTERN = /^(([\w-]{1,64}|\*)\.)*([\w-]{1,64}|\*|>)$/;
+const PATTERN = /^(([\w-]{1,64}|\*)\.)*([\w-]{1,64}|[*>])$/;
 
 /** The leader posts its state every TICK ms. A follower that has heard
  * nothing for QUIET ms pings it, and after DEAD ms takes the lock by force
@@ -271,7 +270,7 @@ export async function layer(o, connect) {
       if (a && !leading) resend();
     } else if (t == HI) {
       // With persist, the emits of a tab that goes are taken over at once.
-      store && c && store.watch(a);
+      c && store?.watch(a);
       tabs.set(a, b);
       sync();
     } else if (t == EMIT) inner && send(a);
