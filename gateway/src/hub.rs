@@ -456,6 +456,14 @@ impl Hub {
             return Ok(());
         };
         self.engine.check_position(&since)?;
+        if patterns.is_empty() {
+            // Nothing subscribed, so nothing was missed: the live start is
+            // exact, and there is no history to read.
+            self.add_patterns(conn, &patterns, |p| {
+                conn.push_control(ack(true, p.to_owned()))
+            })?;
+            return Ok(());
+        }
         conn.begin_replay();
         let position = match self.add_patterns(conn, &patterns, |_| {}) {
             Ok(p) => p,

@@ -111,6 +111,19 @@ impl Raw {
         }
     }
 
+    /// Every chunk read up to the first that contains `needle`, joined.
+    async fn chunks_until(&mut self, needle: &str) -> String {
+        let mut all = String::new();
+        loop {
+            let c = self.chunk().await;
+            assert!(!c.is_empty(), "the stream ended before {needle:?}: {all}");
+            all.push_str(&c);
+            if c.contains(needle) {
+                return all;
+            }
+        }
+    }
+
     async fn body(&mut self, head: &HeadOf) -> String {
         let len: usize = head.get("content-length").unwrap().parse().unwrap();
         assert!(self.fill(len).await);
@@ -163,9 +176,11 @@ async fn a_head_in_pieces_gets_the_stream_with_its_headers_and_events() {
 async fn an_error_on_the_stream_route_keeps_the_socket_for_the_next_request() {
     let gw = start(config()).await;
     let mut c = Raw::connect(&gw).await;
-    // No topic: 400 bad_request. The next request is pipelined behind it.
-    c.send("GET /v1/sse HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await;
+    // A bad `heartbeat`: 400 bad_request. The next request is pipelined behind it.
+    c.send(
+        "GET /v1/sse?heartbeat=loud HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
     let head = c.head().await;
     assert_eq!(head.status, 400);
     assert_eq!(head.get("content-type"), Some("application/json"));
@@ -287,4 +302,64 @@ async fn a_stream_head_too_long_for_hyper_too_is_refused_at_once() {
     assert_eq!(head.status, 431);
     assert!(c.closed_within(WAIT).await);
     assert_eq!(gw.get("/healthz").await.0, 200);
+}
+
+/// PROTOCOL §5.1: a stream with no `topic` is a connection all the same
+/// (an emit-only page's), as a WebSocket with no subscription is: it is
+/// welcomed, gets heartbeats and no events, and is superseded when its
+/// instance reopens with topics from the welcome's position, which then
+/// replays what was published in between.
+#[tokio::test]
+async fn a_stream_without_topics_is_welcomed_and_reopens_with_topics() {
+    let mut cfg = config();
+    cfg.heartbeat = Duration::from_millis(100);
+    let gw = start(cfg).await;
+    let instance = "instance=tab-raw-00003";
+    let mut c = Raw::connect(&gw).await;
+    c.send(&format!(
+        "GET /v1/sse?heartbeat=event&{instance} HTTP/1.1\r\nHost: x\r\n\r\n"
+    ))
+    .await;
+    let head = c.head().await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.get("content-type"), Some("text/event-stream"));
+    let welcome = c.chunk_with("event: $welcome").await;
+    let position = welcome
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap_or_else(|| panic!("no id in {welcome}"))
+        .to_owned();
+    assert!(!position.is_empty(), "{welcome}");
+    gw.wait_connections(1, WAIT).await;
+    gw.publish(event("order.created", 1)).await;
+    // Heartbeats come; the event does not (nothing is subscribed).
+    let hb = c.chunks_until("event: $heartbeat").await;
+    assert!(!hb.contains("order.created"), "{hb}");
+    // The same instance reopens with a topic from the welcome's position.
+    let mut sse = SseClient::connect(
+        &gw,
+        &format!("topic=order.*&{instance}&since={position}"),
+        None,
+    )
+    .await;
+    assert_eq!(sse.welcome().await.recovered, Some(true));
+    let replayed = sse.take(1).await;
+    assert_eq!(replayed[0].json()["data"]["n"], 1, "{replayed:?}");
+    let close = c.chunks_until("event: $close").await;
+    assert!(close.contains("superseded"), "{close}");
+    assert!(!close.contains("order.created"), "{close}");
+    gw.wait_connections(1, WAIT).await;
+    gw.publish(event("order.created", 2)).await;
+    assert_eq!(sse.take(1).await[0].json()["data"]["n"], 2);
+
+    // Resuming with no topics is welcomed at once: nothing was missed.
+    let mut bare = SseClient::connect(&gw, "", Some(&position)).await;
+    assert_eq!(bare.welcome().await.recovered, Some(true));
+    // A malformed position is still refused.
+    let r = SseClient::request(&gw, "since=bogus", None).await;
+    assert_eq!(r.status(), 400);
+    // History still needs a topic.
+    let (status, body) = gw.get("/v1/events").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("\"bad_request\""), "{body}");
 }

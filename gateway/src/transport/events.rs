@@ -191,7 +191,8 @@ impl StreamQuery {
         q
     }
 
-    /// The patterns, checked against the subscription limit.
+    /// The patterns, at least one, checked against the subscription limit:
+    /// a history read of nothing is a mistake.
     pub fn patterns(&self, max: usize) -> Result<Vec<Pattern>, ProtocolError> {
         if self.topics.is_empty() {
             return Err(ProtocolError::new(
@@ -199,6 +200,14 @@ impl StreamQuery {
                 "give at least one `topic` query parameter, e.g. ?topic=order.*",
             ));
         }
+        self.patterns_or_none(max)
+    }
+
+    /// The patterns, perhaps none, checked against the subscription limit.
+    /// A stream with none is still a connection (welcome, heartbeats,
+    /// supersede), as a WebSocket with no subscription is: an emit-only
+    /// page holds one to know the gateway is there.
+    pub fn patterns_or_none(&self, max: usize) -> Result<Vec<Pattern>, ProtocolError> {
         if self.topics.len() > max {
             return Err(ProtocolError::new(
                 ErrorCode::TooManySubscriptions,

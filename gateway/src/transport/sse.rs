@@ -63,7 +63,7 @@ pub async fn handler(
     }
     let q = StreamQuery::parse(raw.as_deref());
     let identity = shared.identify(&headers, raw.as_deref())?;
-    let patterns = q.patterns(shared.config.max_subscriptions)?;
+    let patterns = q.patterns_or_none(shared.config.max_subscriptions)?;
     identity.check_subscribe(&patterns)?;
     // A non-empty header wins: a browser's EventSource sends it on
     // reconnect, while the URL still carries the position it first
