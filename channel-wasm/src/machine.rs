@@ -248,9 +248,6 @@ pub struct Machine<P> {
     ping_at: Option<f64>,
     retry_post_at: Option<f64>,
     resubscribe_at: Option<f64>,
-    /// SSE with nothing to subscribe to: no stream is open (the gateway
-    /// needs at least one topic), but the channel is usable for emits.
-    idle: bool,
     /// A reopen to change SSE topics: its success is not reported as a new
     /// `open` (a failure is handled, and reported, like any other).
     quiet: bool,
@@ -291,7 +288,6 @@ impl<P> Machine<P> {
             retry_post_at: None,
             resubscribe_at: None,
             quiet: false,
-            idle: false,
             actions: Vec::new(),
         }
     }
@@ -484,15 +480,6 @@ impl<P> Machine<P> {
     fn open(&mut self, now: f64) {
         let kind = self.choose();
         self.kind = Some(kind);
-        self.idle = kind == Kind::Sse && self.patterns.is_empty();
-        if self.idle {
-            // Nothing to stream yet: open without a stream. The first
-            // subscription opens one (see `AddPattern`).
-            self.reconnect_at = None;
-            self.attempt_deadline = None;
-            self.phase = Phase::Open;
-            return self.go_open(now, true, None);
-        }
         self.phase = Phase::Welcoming;
         self.reconnect_at = None;
         self.resubscribe_at = None;
@@ -593,10 +580,7 @@ impl<P> Machine<P> {
             });
             self.lost(now, random, None);
         }
-        if self.phase == Phase::Open
-            && !self.idle
-            && now - self.last_heard > 2.0 * self.heartbeat_ms
-        {
+        if self.phase == Phase::Open && now - self.last_heard > 2.0 * self.heartbeat_ms {
             self.actions.push(Action::CloseTransport);
             self.lost(now, random, Some("heartbeat_timeout"));
         }
@@ -619,9 +603,7 @@ impl<P> Machine<P> {
                 // open this is not reported as a reconnect. POSTs in flight
                 // are separate requests and finish on their own.
                 self.quiet = self.phase == Phase::Open;
-                if !self.idle {
-                    self.actions.push(Action::CloseTransport);
-                }
+                self.actions.push(Action::CloseTransport);
                 self.open(now);
             }
         }
@@ -629,7 +611,7 @@ impl<P> Machine<P> {
 
     /// Asks for a wake-up at the earliest deadline.
     fn schedule(&mut self, now: f64) {
-        let liveness = (self.phase == Phase::Open && !self.idle)
+        let liveness = (self.phase == Phase::Open)
             .then_some(self.last_heard + 2.0 * self.heartbeat_ms + 1.0);
         // A plain loop over the deadlines: smaller in wasm than an
         // iterator chain with `flatten` and `reduce`.

@@ -566,32 +566,80 @@ fn a_gateway_shutdown_is_followed_by_a_quick_reconnect() {
     );
 }
 
+/// An emit-only SSE channel still opens a stream (the gateway welcomes one
+/// with no topic, PROTOCOL §5.1): it is open only once welcomed, a gateway
+/// that never answers is a `connect_timeout` and a reconnect, and the first
+/// subscription reopens the stream with its topic from the welcome's position.
 #[test]
-fn sse_without_topics_is_open_for_emits_and_streams_from_the_first_subscription() {
+fn sse_without_topics_opens_a_stream_and_is_open_only_when_welcomed() {
     let mut m = machine(Preference::Sse, &[]);
     assert_eq!(
-        act(&mut m, Input::Start, 0.0),
-        [open_state(true, Kind::Sse)],
-        "no stream to open yet"
+        opened(&mut m, Input::Start, 0.0),
+        (Kind::Sse, vec![], None),
+        "a stream even with nothing to subscribe to"
     );
-    assert!(matches!(
-        act(&mut m, emit(1, "ui.a"), 1.0).as_slice(),
-        [Action::Post { reference: 1, .. }]
-    ));
-    assert_eq!(
-        act(&mut m, Input::Tick, 100_000.0),
-        [],
-        "no heartbeat is expected without a stream"
+    assert_eq!(m.state(), State::Connecting);
+    assert_eq!(act(&mut m, emit(1, "ui.a"), 1.0), [], "held until welcomed");
+    // Nothing answers: the attempt times out and the channel says so.
+    let out = act(&mut m, Input::Tick, 10_001.0);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [
+                Action::CloseTransport,
+                Action::Error { code, .. },
+                Action::State {
+                    state: State::Reconnecting,
+                    transport: Some(Kind::Sse),
+                    attempt: 1,
+                    ..
+                }
+            ] if code == "connect_timeout"
+        ),
+        "{out:?}"
     );
-    act(&mut m, Input::AddPattern("a"), 100_001.0);
     assert_eq!(
-        opened(&mut m, Input::Tick, 100_001.0),
-        (Kind::Sse, vec!["a".into()], None)
+        opened(&mut m, Input::Tick, 20_000.0),
+        (Kind::Sse, vec![], None)
     );
+    let out = act(
+        &mut m,
+        Input::Welcome {
+            heartbeat_ms: 1000.0,
+            max_event_bytes: 100,
+            recovered: Some(true),
+            position: Some("e-9"),
+        },
+        20_001.0,
+    );
+    assert!(
+        matches!(
+            out.as_slice(),
+            [s, Action::Post { reference: 1, .. }] if *s == open_state(true, Kind::Sse)
+        ),
+        "{out:?}"
+    );
+    // The first subscription reopens the stream with it, quietly.
+    act(&mut m, Input::AddPattern("a"), 20_002.0);
     assert_eq!(
-        act(&mut m, welcome(Some(true)), 100_002.0),
-        [],
-        "still the same open channel"
+        act(&mut m, Input::Tick, 20_002.0),
+        [Action::CloseTransport, Action::Open { kind: Kind::Sse }]
+    );
+    assert_eq!(m.patterns(), ["a".to_string()]);
+    assert_eq!(m.last_seq(), Some("e-9"), "from the welcome's position");
+    assert_eq!(act(&mut m, welcome(Some(true)), 20_003.0), []);
+    assert_eq!(m.state(), State::Open);
+    // A stream that goes silent is lost like any other.
+    let out = act(&mut m, Input::Tick, 30_000.0);
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::State {
+                state: State::Reconnecting,
+                ..
+            }
+        )),
+        "{out:?}"
     );
 }
 
