@@ -611,8 +611,8 @@ impl<P> Machine<P> {
 
     /// Asks for a wake-up at the earliest deadline.
     fn schedule(&mut self, now: f64) {
-        let liveness = (self.phase == Phase::Open)
-            .then_some(self.last_heard + 2.0 * self.heartbeat_ms + 1.0);
+        let liveness =
+            (self.phase == Phase::Open).then_some(self.last_heard + 2.0 * self.heartbeat_ms + 1.0);
         // A plain loop over the deadlines: smaller in wasm than an
         // iterator chain with `flatten` and `reduce`.
         let mut next = f64::INFINITY;

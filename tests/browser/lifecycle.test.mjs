@@ -6,7 +6,7 @@
 // the app keeps no reference to it. See harness.mjs.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { freePort, restartGateway } from '../e2e/harness.mjs';
+import { freePort, restartGateway, startAgain, stopGateway } from '../e2e/harness.mjs';
 import { TRANSPORTS, timeout, gateway, openApp, root, shutdown, startOwnGateway } from './harness.mjs';
 
 after(shutdown);
@@ -53,6 +53,64 @@ test('connect() rejects with connect_timeout when no gateway answers', { timeout
   assert.equal(got.settled.error?.code, 'connect_timeout');
   assert.match(got.settled.error.message, new RegExp(url.replace(/[.]/g, '\\.')));
   assert.ok(got.ms >= 1400, `not before the timeout: ${got.ms} ms`);
+  await page.close();
+});
+
+// An emit-only page on SSE (no topics) holds a stream of its own, as a
+// WebSocket with no subscription is a connection: connect() waits for the
+// gateway's welcome like any other (it used to say `open` at once, with no
+// gateway at all, and leave emits pending).
+test('connect() without topics over sse rejects with connect_timeout when no gateway answers', { timeout }, async () => {
+  const url = `http://127.0.0.1:${await freePort()}`;
+  const page = await openApp();
+  const got = await page.evaluate(async ({ url }) => {
+    const started = Date.now();
+    const settled = await t.settle(t.EventChannel.connect({ url, transport: 'sse', connectTimeoutMs: 1500 }));
+    return { settled, ms: Date.now() - started };
+  }, { url });
+  assert.equal(got.settled.error?.code, 'connect_timeout', JSON.stringify(got.settled));
+  assert.ok(got.ms >= 1400, `not before the timeout: ${got.ms} ms`);
+  await page.close();
+});
+
+test('a channel without topics over sse holds a stream: it emits, notices the gateway go, reopens, then subscribes', { timeout }, async () => {
+  const url = await startOwnGateway();
+  const r = root('bare');
+  const page = await openApp();
+  const first = await page.evaluate(
+    async ({ url, r }) => {
+      window.c = await t.connect({ url, transport: 'sse', minBackoffMs: 200, maxBackoffMs: 1000 });
+      const { channel } = window.c;
+      return { state: channel.state, emitted: await t.settle(channel.emit(`${r}.ui`, { n: 1 })) };
+    },
+    { url, r },
+  );
+  assert.equal(first.state, 'open');
+  assert.ok(first.emitted.value?.seq, JSON.stringify(first.emitted));
+  await stopGateway(url);
+  await page.evaluate(() =>
+    t.until('the channel to notice the gateway is gone', () => window.c.states.some((s) => s.state === 'reconnecting')),
+  );
+  await startAgain(url);
+  const got = await page.evaluate(
+    async ({ url, r }) => {
+      const { channel, states } = window.c;
+      await t.until('the channel to reopen', () => states.at(-1).state === 'open');
+      const emitted = await t.settle(channel.emit(`${r}.ui`, { n: 2 }));
+      // The first subscription reopens the stream with its topic.
+      const events = t.record(channel, `${r}.x`);
+      await t.sleep(300);
+      await t.publish(url, { type: `${r}.x`, data: { n: 3 } });
+      await t.until('the event on the reopened stream', () => events.length === 1);
+      const seen = states.map((s) => s.state);
+      await channel.close();
+      return { emitted, events: t.ns(events), seen };
+    },
+    { url, r },
+  );
+  assert.ok(got.emitted.value?.seq, JSON.stringify(got.emitted));
+  assert.deepEqual(got.events, [3]);
+  assert.deepEqual(got.seen.filter((s) => s !== 'reconnecting'), ['open', 'closed'], `one reopen, no more: ${got.seen}`);
   await page.close();
 });
 
