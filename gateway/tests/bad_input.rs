@@ -87,7 +87,9 @@ async fn stream_request_errors() {
     cfg.max_subscriptions = 2;
     let gw = start(cfg).await;
     let cases = [
-        ("", None, "bad_request"),
+        // No topic is a stream of its own (PROTOCOL §5.1), not an error.
+        ("heartbeat=", None, "bad_request"),
+        ("lastEventId=garbage", None, "invalid_position"),
         ("topic=a%20b", None, "invalid_pattern"),
         ("topic=a.%3E.b", None, "invalid_pattern"),
         ("topic=a&topic=b&topic=c", None, "too_many_subscriptions"),
