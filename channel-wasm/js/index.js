@@ -1,8 +1,7 @@
 // eventwire: the typed EventChannel for browsers. The logic is Rust compiled
 // to WebAssembly (eventwire_channel_bg.wasm); this file loads it on first use
 // and gives it the shape index.d.ts describes.
-import { Side, bind, failure, imports, opened, put, uuid } from './io.js';
-import { layer } from './share.js';
+import { Callbacks, Side, bind, failure, imports, opened, put, uuid } from './io.js';
 
 let loading;
 
@@ -104,7 +103,11 @@ export class EventChannel {
 
   /** Connects, and resolves once the gateway has welcomed the channel. */
   static async connect(options) {
-    if (options.share || options.persist) return layer(options, EventChannel.connect);
+    // The share/persist layer is a chunk of its own, fetched only by the
+    // apps that use it. It gets io.js's parts as arguments: were share.js
+    // to import io.js, io.js would become a third chunk.
+    if (options.share || options.persist)
+      return (await import('./share.js')).layer(options, EventChannel.connect, Callbacks, failure, uuid, opened);
     await load();
     const side = open(options);
     const ready = opened(side, options, () => call(side.h, CLOSE));

@@ -1,6 +1,7 @@
 // `share: true` (one connection for all tabs of an app) and `persist: true`
 // (emits kept across reloads): a layer over the plain EventChannel, using
-// only its public API. index.js hands `connect` here when either is set.
+// only its public API. index.js loads this file, with persist.js, as a chunk
+// of its own (a dynamic import()) and hands `connect` here when either is set.
 //
 // One tab, the leader, holds the lock named after the app's key (Web Locks)
 // and with it the one plain EventChannel; it subscribes with the union of
@@ -14,7 +15,6 @@
 // Written as one closure rather than a class: the minifier shortens its
 // variables, not `this.#field`s (the goal for this layer is 2 KB gzip;
 // docs/CLIENT-SIZE.md has what it costs).
-import { Callbacks, failure, opened, uuid } from './io.js';
 import { locks, outbox } from './persist.js';
 
 const now = Date.now;
@@ -65,8 +65,10 @@ async function identity(token) {
 }
 
 /** `EventChannel.connect` with `share` or `persist`; `connect` opens a
- * plain channel. Resolves once this tab's channel, or the leader's, is open. */
-export async function layer(o, connect) {
+ * plain channel. Resolves once this tab's channel, or the leader's, is open.
+ * The rest are io.js's, passed in by index.js (not imported: this file is
+ * a chunk of its own, loaded by import(), and the core stays one chunk). */
+export async function layer(o, connect, Callbacks, failure, uuid, opened) {
   const key = `eventwire ${o.url} ${await identity(o.token)}`;
   const me = uuid();
   const cb = new Callbacks();

@@ -1,5 +1,8 @@
 // Opens the built consumer app (served by a real gateway) in headless
-// Chromium on each transport and checks that the round trip happened.
+// Chromium on each transport and checks that the round trip happened, and
+// what the page fetched: without `share` only the entry chunk and the wasm
+// (the share/persist layer is a chunk of its own, fetched by import() only
+// when an app sets `share` or `persist`); with `share`, that chunk too.
 // Usage: node run.mjs <gateway base URL>
 import { chromium } from 'playwright-core';
 
@@ -11,12 +14,19 @@ const browser = await chromium.launch({
 });
 let failed = 0;
 let passed = 0;
-for (const transport of ['websocket', 'sse', 'auto']) {
+for (const [transport, share] of [
+  ['websocket', false],
+  ['sse', false],
+  ['auto', false],
+  ['websocket', true],
+]) {
   const page = await browser.newPage();
   const logs = [];
+  const scripts = [];
+  page.on('request', (r) => /\.js$/.test(new URL(r.url()).pathname) && scripts.push(new URL(r.url()).pathname));
   page.on('console', (m) => logs.push(m.text()));
   page.on('pageerror', (e) => logs.push(String(e)));
-  await page.goto(`${base}/?transport=${transport}`);
+  await page.goto(`${base}/?transport=${transport}${share ? '&share' : ''}`);
   const result = page.locator('#result');
   try {
     await result.filter({ hasNotText: 'pending' }).waitFor({ timeout: 15000 });
@@ -25,12 +35,15 @@ for (const transport of ['websocket', 'sse', 'auto']) {
   }
   const text = await result.textContent();
   const expected = transport === 'auto' ? 'websocket' : transport;
-  if (text?.startsWith(`ok ${expected} n=42 seq=`)) {
+  const name = `consumer app over ${transport}${share ? ' with share' : ''}`;
+  // The entry chunk, then the layer's only with share.
+  const chunks = scripts.length === (share ? 2 : 1);
+  if (text?.startsWith(`ok ${expected} n=42 seq=`) && chunks) {
     passed++;
-    console.log(`ok   consumer app over ${transport}: ${text}`);
+    console.log(`ok   ${name}: ${text}; scripts fetched: ${scripts.join(' ')}`);
   } else {
     failed++;
-    console.log(`FAIL consumer app over ${transport}: ${text}\n${logs.join('\n')}`);
+    console.log(`FAIL ${name}: ${text}; scripts fetched: ${scripts.join(' ')}\n${logs.join('\n')}`);
   }
   await page.close();
 }

@@ -6,10 +6,14 @@ type Events = {
 };
 
 const result = document.getElementById('result')!;
-const transport = (new URLSearchParams(location.search).get('transport') ?? 'auto') as 'auto' | 'websocket' | 'sse';
+const params = new URLSearchParams(location.search);
+const transport = (params.get('transport') ?? 'auto') as 'auto' | 'websocket' | 'sse';
+// `?share`: the same round trip through the share/persist layer, which the
+// build makes a chunk of its own, loaded only then.
+const share = params.has('share');
 
 try {
-  const channel = await EventChannel.connect<Events>({ url: location.origin, transport, topics: ['consumer.*'] });
+  const channel = await EventChannel.connect<Events>({ url: location.origin, transport, topics: ['consumer.*'], share });
   const received = new Promise<number>((resolve) => {
     channel.subscribe('consumer.ping', (e) => resolve(e.data.n));
   });
