@@ -1,7 +1,7 @@
 // eventwire: the typed EventChannel for browsers. The logic is Rust compiled
 // to WebAssembly (eventwire_channel_bg.wasm); this file loads it on first use
 // and gives it the shape index.d.ts describes.
-import { Callbacks, Side, bind, failure, imports, opened, put, uuid } from './io.js';
+import { Callbacks, Side, bind, failure, imports, opened, pending, put, uuid } from './io.js';
 
 let loading;
 
@@ -10,25 +10,19 @@ let loading;
  * fetch cannot read: the bytes come from disk instead. getBuiltinModule
  * (Node 20.16+) keeps bundlers from seeing a Node import in browser builds.
  * The module imports the glue's functions (io.js) and nothing else. */
-function load() {
-  if (!loading) {
+const load = () =>
+  (loading ??= (async () => {
     const url = new URL('./eventwire_channel_bg.wasm', import.meta.url);
-    const fs = url.protocol === 'file:' && globalThis.process?.getBuiltinModule?.('fs');
-    const bytes = fs
-      ? Promise.resolve(fs.readFileSync(url))
-      : fetch(url).then((r) => {
-          if (!r.ok) throw Error(`eventwire: fetching ${url} failed: ${r.status}`);
-          return r.arrayBuffer();
-        });
-    loading = bytes.then((b) => WebAssembly.instantiate(b, { e: imports })).then((r) => (w = bind(r.instance.exports)));
-  }
-  return loading;
-}
-
-const has = (name) => typeof globalThis[name] == 'function';
-
-/** The `transport` option, as the number `Channel` takes. */
-const KINDS = ['auto', 'websocket', 'sse'];
+    const fs = url.protocol == 'file:' && globalThis.process?.getBuiltinModule?.('fs');
+    let bytes;
+    if (fs) bytes = fs.readFileSync(url);
+    else {
+      const r = await fetch(url);
+      if (!r.ok) throw Error(`eventwire: fetching ${url} failed: ${r.status}`);
+      bytes = await r.arrayBuffer();
+    }
+    w = bind((await WebAssembly.instantiate(bytes, { e: imports })).instance.exports);
+  })());
 
 /** The `op`s of the wasm's `c` export (exports.rs, `mod op`). */
 const START = 0,
@@ -38,37 +32,35 @@ const START = 0,
   LAST_SEQ = 4,
   EMIT = 5;
 
-/** The transport to ask for. Node 22+ has WebSocket but no EventSource,
- * so `auto` means WebSocket there; a runtime without what the transport
- * needs (Node 20 has no WebSocket) is refused with a code. */
-function transportFor(t = 'auto') {
-  if (t == 'auto' && !has('EventSource')) t = 'websocket';
-  const need = t == 'sse' ? 'EventSource' : t == 'websocket' ? 'WebSocket' : 0;
-  if (need && !has(need)) throw failure('unsupported_runtime', `no ${need} in this runtime (Node needs 22+)`);
-  return t;
-}
-
 const badRequest = (message) => failure('bad_request', message);
 
 /** The wasm's `c`: `op` on channel `h`, with a number and strings. */
 const call = (h, op, a, strings = []) => w.c(h, op, a, ...put(strings));
 let w;
+/** The last emit reference handed out (unique across channels). */
+let refs = 0;
 
 /** Reads and checks the `connect` options into a channel (not started);
  * answers its JS side. Patterns, in `topics` as everywhere, are checked by
  * the Rust side, which shares the gateway's grammar. */
 function open(options) {
   const { url, topics = [], token } = options;
-  if (typeof url != 'string') throw badRequest("`url` (the gateway's base URL) is required");
-  if (!/^https?:\/\//.test(url)) throw badRequest('`url` must start with http:// or https://');
+  if (!/^https?:\/\//.test(url)) throw badRequest("`url` must be the gateway's base URL, starting with http:// or https://");
   if (!Array.isArray(topics)) throw badRequest('`topics` must be an array of patterns');
-  const kind = KINDS.indexOf(transportFor(options.transport));
+  // The `transport` option, as the number `Channel` takes. Node 22+ has
+  // WebSocket but no EventSource, so `auto` means WebSocket there; a
+  // runtime without what the transport needs (Node 20 has no WebSocket)
+  // is refused with a code.
+  let kind = ['auto', 'websocket', 'sse'].indexOf(options.transport ?? 'auto');
   if (kind < 0) throw badRequest("`transport` must be 'auto', 'websocket' or 'sse'");
+  if (!kind && !globalThis.EventSource) kind = 1;
+  const need = [, 'WebSocket', 'EventSource'][kind];
+  if (need && !globalThis[need]) throw failure('unsupported_runtime', `no ${need} in this runtime (Node needs 22+)`);
   // NaN stands for "not given": the Rust side takes its default.
   const numbers = [options.minBackoffMs, options.maxBackoffMs, options.outboxSize, options.attemptTimeoutMs];
   const fn = typeof token == 'function';
   const h = w.o(kind, ...numbers.map((n) => n ?? NaN), fn, ...put([url.replace(/\/+$/, ''), uuid(), token, options.since]));
-  const side = new Side(h, token);
+  const side = Side(h, token);
   try {
     for (const t of topics) subscribe(side, t);
   } catch (e) {
@@ -91,14 +83,9 @@ function subscribe(side, pattern, handler) {
  * holds, whether or not the app keeps this object. */
 export class EventChannel {
   #side;
-  #closed = false;
 
   constructor(side) {
     this.#side = side;
-  }
-
-  #call(op, a, strings) {
-    return call(this.#side.h, op, a, strings);
   }
 
   /** Connects, and resolves once the gateway has welcomed the channel. */
@@ -117,13 +104,13 @@ export class EventChannel {
   }
 
   subscribe(pattern, handler) {
-    const id = subscribe(this.#side, pattern, handler);
-    let on = true;
+    const side = this.#side;
+    let id = subscribe(side, pattern, handler);
     return () => {
-      if (on) {
-        on = false;
-        this.#side.handler(id);
-        this.#call(UNSUBSCRIBE, id);
+      if (id) {
+        side.handler(id);
+        call(side.h, UNSUBSCRIBE, id);
+        id = 0;
       }
     };
   }
@@ -132,22 +119,24 @@ export class EventChannel {
    * here when `options` has none), the options `correlationid`, `subject`
    * and `source` in that order (outgoing.rs, `ENVELOPE_OPTIONS`), and the
    * data as JSON. */
-  emit(type, data, options) {
-    const [ref, promise] = this.#side.emit();
+  async emit(type, data, options) {
+    const side = this.#side;
+    // The wasm let a closed channel go.
+    if (side.closed) throw failure('closed', 'the channel is closed');
     let json;
     try {
-      // The wasm let a closed channel go.
-      if (this.#closed) throw failure('closed', 'the channel is closed');
       json = JSON.stringify(data);
     } catch (e) {
       // A cycle, a BigInt.
-      this.#side.settle(ref, 1, e.code ? e : failure('invalid_event', e?.message ?? String(e)));
-      return promise;
+      throw failure('invalid_event', e?.message ?? String(e));
     }
-    let id = options?.id;
+    let { id, correlationid, subject, source } = options ?? {};
     if (typeof id != 'string') id = uuid();
-    this.#call(EMIT, ref, [type, id, options?.correlationid, options?.subject, options?.source, json]);
-    return promise;
+    return new Promise((resolve, reject) => {
+      const ref = ++refs;
+      pending.set(ref, [resolve, reject]);
+      call(side.h, EMIT, ref, [type, id, correlationid, subject, source, json]);
+    });
   }
 
   // As last reported to `onState` listeners.
@@ -162,25 +151,28 @@ export class EventChannel {
   /** The position of the last event delivered (opaque). After `close` the
    * wasm has let the channel go: the position it had then. */
   get lastSeq() {
-    if (this.#closed) return this.#closed[0];
-    this.#side.answer = null;
-    this.#call(LAST_SEQ);
-    return this.#side.answer;
+    const side = this.#side;
+    if (!side.closed) {
+      side.answer = null;
+      call(side.h, LAST_SEQ);
+    }
+    return side.answer;
   }
 
   onState(listener) {
-    return this.#side.listen(false, listener);
+    return this.#side.listen(0, listener);
   }
 
   onError(listener) {
-    return this.#side.listen(true, listener);
+    return this.#side.listen(1, listener);
   }
 
   async close() {
-    if (!this.#closed) {
-      const last = [this.lastSeq];
-      this.#call(CLOSE);
-      this.#closed = last;
+    const side = this.#side;
+    if (!side.closed) {
+      this.lastSeq;
+      call(side.h, CLOSE);
+      side.closed = 1;
     }
   }
 }

@@ -96,20 +96,13 @@ function frame(ch, tag, n, data, sse) {
   ]);
 }
 
-/** An `Error` with a `code`, which every rejection and `onError` carries. */
-export function failure(code, message, ...cause) {
-  const e = new Error(message);
-  e.code = code;
-  if (cause.length) e.cause = cause[0];
-  return e;
-}
+/** An `Error` with a `code`, which every rejection and `onError` carries;
+ * `cause`, when given, is what the app's code threw. */
+export const failure = (code, message, cause) => Object.assign(Error(message, cause && { cause }), { code });
 
-/** An event id: `crypto.randomUUID()` where the page is a secure context,
- * 32 random hex digits otherwise. */
-export function uuid() {
-  const hex = () => ((Math.random() * 2 ** 32) >>> 0).toString(16).padStart(8, '0');
-  return globalThis.crypto?.randomUUID?.() ?? hex() + hex() + hex() + hex();
-}
+/** An event id or a channel instance: `crypto.randomUUID()` where the page
+ * is a secure context, else 128 random bits as four decimal numbers. */
+export const uuid = () => crypto.randomUUID?.() ?? crypto.getRandomValues(new Uint32Array(4)).join('-');
 
 /** The wasm's imports (src/abi.rs names each letter). */
 export const imports = {
@@ -237,110 +230,98 @@ export const imports = {
 export const opened = (cb, { url, connectTimeoutMs }, close) =>
   new Promise((resolve, reject) => {
     const ms = connectTimeoutMs ?? 10_000;
-    const done = () => (clearTimeout(timer), off());
-    const off = cb.listen(false, (state) =>
-      state == 'open'
-        ? (done(), resolve())
-        : state == 'closed' && (done(), reject(failure('closed', 'the channel was closed before it connected'))),
+    /** Settles the wait: with `e`, an error, it rejects. */
+    const end = (e) => {
+      off();
+      clearTimeout(timer);
+      e ? reject(e) : resolve();
+    };
+    const off = cb.listen(0, (state) =>
+      state == 'open' ? end() : state == 'closed' && end(failure('closed', 'the channel was closed before it connected')),
     );
     const timer =
       ms > 0 &&
       ms < 1 / 0 &&
       setTimeout(() => {
-        done();
+        end(failure('connect_timeout', `no connection to ${url} within ${ms} ms`));
         close();
-        reject(failure('connect_timeout', `no connection to ${url} within ${ms} ms`));
       }, ms);
   });
 
 /** The app's side of a channel: the `onState` and `onError` listeners,
  * the handler functions by id (the Rust side keeps their patterns and says
  * which ids an event goes to), and the isolation of everything the app
- * passed in. share.js uses it too. */
-export class Callbacks {
-  constructor() {
-    /** The state and transport last reported, for the `EventChannel` getters. */
-    this.now = ['connecting', null];
-    this.states = new Map();
-    this.errors = new Map();
-    this.handlers = new Map();
-    this.n = 0;
-  }
-
-  /** Reports a state change to a copy of the listeners: one may add or
-   * remove listeners while it runs. */
-  state(state, info) {
-    this.now = [state, info.transport];
-    for (const f of [...this.states.values()]) this.call(f, state, info);
-  }
-
-  /** Sets the function of handler `id`; none removes it. */
-  handler(id, f) {
-    f ? this.handlers.set(id, f) : this.handlers.delete(id);
-  }
-
-  /** Calls handler `id`, unless it was unsubscribed meanwhile. */
-  handle(id, event) {
-    const f = this.handlers.get(id);
-    f && this.call(f, event);
-  }
-
-  /** Adds an `onState` (or, with `errors`, an `onError`) listener; returns
-   * the function that removes it. */
-  listen(errors, f) {
-    const id = ++this.n;
-    const listeners = errors ? this.errors : this.states;
-    listeners.set(id, f);
-    return () => listeners.delete(id);
-  }
-
+ * passed in. share.js uses it too (`new Callbacks()`). A closure, not a
+ * class: the minifier shortens its variables, not properties. */
+export function Callbacks() {
+  const states = new Set();
+  const errors = new Set();
+  const handlers = new Map();
   /** Calls an app function; what it throws goes to `onError` as
    * `handler_error`, so one bad handler stops nothing else. */
-  call(f, a, b) {
+  const call = (f, a, b) => {
     try {
       f(a, b);
     } catch (t) {
-      this.report(failure('handler_error', typeof t?.message === 'string' ? t.message : 'a handler threw', t));
+      report(failure('handler_error', typeof t?.message == 'string' ? t.message : 'a handler threw', t));
     }
-  }
-
+  };
   /** To every `onError` listener, or to `console.error` when there is none. */
-  report(e) {
-    const listeners = [...this.errors.values()];
-    if (!listeners.length) console.error('eventwire:', e);
-    for (const f of listeners) {
+  const report = (e) => {
+    errors.size || console.error('eventwire:', e);
+    for (const f of [...errors]) {
       try {
         f(e);
       } catch (t) {
         console.error('eventwire: onError threw', t);
       }
     }
-  }
+  };
+  const cb = {
+    /** The state and transport last reported, for the `EventChannel` getters. */
+    now: ['connecting', null],
+    /** Reports a state change to a copy of the listeners: one may add or
+     * remove listeners while it runs. */
+    state(state, info) {
+      cb.now = [state, info.transport];
+      for (const f of [...states]) call(f, state, info);
+    },
+    /** Sets the function of handler `id`; none removes it. */
+    handler: (id, f) => (f ? handlers.set(id, f) : handlers.delete(id)),
+    /** Calls handler `id`, unless it was unsubscribed meanwhile. */
+    handle(id, event) {
+      const f = handlers.get(id);
+      f && call(f, event);
+    },
+    /** Adds an `onState` (or, with `error`, an `onError`) listener; returns
+     * the function that removes it. */
+    listen(error, f) {
+      const listeners = error ? errors : states;
+      // Its own entry, though the app may add one function twice.
+      const g = (a, b) => f(a, b);
+      listeners.add(g);
+      return () => listeners.delete(g);
+    },
+    call,
+    report,
+  };
+  return cb;
 }
+
+/** The promises of emits waiting for the gateway, by reference (unique
+ * across channels): `[resolve, reject]`, settled by a channel's `settle`. */
+export const pending = new Map();
 
 /** The JS side of the wasm's channel `h`: its transport and timer, the
- * `token` option, the current value, and the promises of emits waiting for
- * the gateway, besides the app's callbacks. The Rust side decides what to
- * say and when; this only says it. */
-export class Side extends Callbacks {
-  constructor(h, token) {
-    super();
-    this.h = h;
-    this.token = token;
-    this.pending = new Map();
-    channels[h] = this;
-  }
-
-  /** The promise of a new emit and its reference, settled by `settle`. */
-  emit() {
-    const ref = ++this.n;
-    return [ref, new Promise((resolve, reject) => this.pending.set(ref, [resolve, reject]))];
-  }
-
-  /** Resolves (`how` 0) or rejects (1) emit `ref`. */
-  settle(ref, how, value) {
-    const p = this.pending.get(ref);
-    this.pending.delete(ref);
-    p?.[how](value);
-  }
-}
+ * `token` option and the current value, besides the app's callbacks. The
+ * Rust side decides what to say and when; this only says it. */
+export const Side = (h, token) =>
+  (channels[h] = Object.assign(Callbacks(), {
+    h,
+    token,
+    /** Resolves (`how` 0) or rejects (1) emit `ref`. */
+    settle(ref, how, value) {
+      pending.get(ref)?.[how](value);
+      pending.delete(ref);
+    },
+  }));
