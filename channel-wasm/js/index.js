@@ -40,36 +40,6 @@ let w;
 /** The last emit reference handed out (unique across channels). */
 let refs = 0;
 
-/** Reads and checks the `connect` options into a channel (not started);
- * answers its JS side. Patterns, in `topics` as everywhere, are checked by
- * the Rust side, which shares the gateway's grammar. */
-function open(options) {
-  const { url, topics = [], token } = options;
-  if (!/^https?:\/\//.test(url)) throw badRequest("`url` must be the gateway's base URL, starting with http:// or https://");
-  if (!Array.isArray(topics)) throw badRequest('`topics` must be an array of patterns');
-  // The `transport` option, as the number `Channel` takes. Node 22+ has
-  // WebSocket but no EventSource, so `auto` means WebSocket there; a
-  // runtime without what the transport needs (Node 20 has no WebSocket)
-  // is refused with a code.
-  let kind = ['auto', 'websocket', 'sse'].indexOf(options.transport ?? 'auto');
-  if (kind < 0) throw badRequest("`transport` must be 'auto', 'websocket' or 'sse'");
-  if (!kind && !globalThis.EventSource) kind = 1;
-  const need = [, 'WebSocket', 'EventSource'][kind];
-  if (need && !globalThis[need]) throw failure('unsupported_runtime', `no ${need} in this runtime (Node needs 22+)`);
-  // NaN stands for "not given": the Rust side takes its default.
-  const numbers = [options.minBackoffMs, options.maxBackoffMs, options.outboxSize, options.attemptTimeoutMs];
-  const fn = typeof token == 'function';
-  const h = w.o(kind, ...numbers.map((n) => n ?? NaN), fn, ...put([url.replace(/\/+$/, ''), uuid(), token, options.since]));
-  const side = Side(h, token);
-  try {
-    for (const t of topics) subscribe(side, t);
-  } catch (e) {
-    call(h, CLOSE);
-    throw e;
-  }
-  return side;
-}
-
 /** Adds `pattern`, with `handler` if it is a function; answers the id. */
 function subscribe(side, pattern, handler) {
   const f = typeof handler == 'function';
@@ -95,8 +65,32 @@ export class EventChannel {
     // to import io.js, io.js would become a third chunk.
     if (options.share || options.persist)
       return (await import('./share.js')).layer(options, EventChannel.connect, Callbacks, failure, uuid, opened);
+    // The options, read and checked. Patterns, in `topics` as everywhere,
+    // are checked by the Rust side, which shares the gateway's grammar.
+    const { url, topics = [], token } = options;
+    if (!/^https?:\/\//.test(url)) throw badRequest("`url` must be the gateway's http:// or https:// URL");
+    if (!Array.isArray(topics)) throw badRequest('`topics` must be an array of patterns');
+    // The `transport` option, as the number `Channel` takes. Node 22+ has
+    // WebSocket but no EventSource, so `auto` means WebSocket there; a
+    // runtime without what the transport needs (Node 20 has no WebSocket)
+    // is refused with a code.
+    let kind = ['auto', 'websocket', 'sse'].indexOf(options.transport ?? 'auto');
+    if (kind < 0) throw badRequest("`transport` must be 'auto', 'websocket' or 'sse'");
+    if (!kind && !globalThis.EventSource) kind = 1;
+    const need = [, 'WebSocket', 'EventSource'][kind];
+    if (need && !globalThis[need]) throw failure('unsupported_runtime', `no ${need} in this runtime (Node needs 22+)`);
     await load();
-    const side = open(options);
+    // NaN stands for "not given": the Rust side takes its default.
+    const numbers = [options.minBackoffMs, options.maxBackoffMs, options.outboxSize, options.attemptTimeoutMs];
+    const fn = typeof token == 'function';
+    const h = w.o(kind, ...numbers.map((n) => n ?? NaN), fn, ...put([url.replace(/\/+$/, ''), uuid(), token, options.since]));
+    const side = Side(h, token);
+    try {
+      for (const t of topics) subscribe(side, t);
+    } catch (e) {
+      call(h, CLOSE);
+      throw e;
+    }
     const ready = opened(side, options, () => call(side.h, CLOSE));
     call(side.h, START);
     await ready;
@@ -119,20 +113,21 @@ export class EventChannel {
    * here when `options` has none), the options `correlationid`, `subject`
    * and `source` in that order (outgoing.rs, `ENVELOPE_OPTIONS`), and the
    * data as JSON. */
-  async emit(type, data, options) {
+  emit(type, data, options) {
     const side = this.#side;
-    // The wasm let a closed channel go.
-    if (side.closed) throw failure('closed', 'the channel is closed');
-    let json;
-    try {
-      json = JSON.stringify(data);
-    } catch (e) {
-      // A cycle, a BigInt.
-      throw failure('invalid_event', e?.message ?? String(e));
-    }
-    let { id, correlationid, subject, source } = options ?? {};
-    if (typeof id != 'string') id = uuid();
+    // What the executor throws rejects the promise.
     return new Promise((resolve, reject) => {
+      // The wasm let a closed channel go.
+      if (side.closed) throw failure('closed', 'the channel is closed');
+      let json;
+      try {
+        json = JSON.stringify(data);
+      } catch (e) {
+        // A cycle, a BigInt.
+        throw failure('invalid_event', e?.message ?? String(e));
+      }
+      let { id, correlationid, subject, source } = options ?? {};
+      if (typeof id != 'string') id = uuid();
       const ref = ++refs;
       pending.set(ref, [resolve, reject]);
       call(side.h, EMIT, ref, [type, id, correlationid, subject, source, json]);

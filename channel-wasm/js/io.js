@@ -257,13 +257,13 @@ export function Callbacks() {
   const states = new Set();
   const errors = new Set();
   const handlers = new Map();
-  /** Calls an app function; what it throws goes to `onError` as
-   * `handler_error`, so one bad handler stops nothing else. */
+  /** Calls an app function, if there is one; what it throws goes to
+   * `onError` as `handler_error`, so one bad handler stops nothing else. */
   const call = (f, a, b) => {
     try {
-      f(a, b);
+      f?.(a, b);
     } catch (t) {
-      report(failure('handler_error', typeof t?.message == 'string' ? t.message : 'a handler threw', t));
+      report(failure('handler_error', t?.message ?? 'a handler threw', t));
     }
   };
   /** To every `onError` listener, or to `console.error` when there is none. */
@@ -289,10 +289,7 @@ export function Callbacks() {
     /** Sets the function of handler `id`; none removes it. */
     handler: (id, f) => (f ? handlers.set(id, f) : handlers.delete(id)),
     /** Calls handler `id`, unless it was unsubscribed meanwhile. */
-    handle(id, event) {
-      const f = handlers.get(id);
-      f && call(f, event);
-    },
+    handle: (id, event) => call(handlers.get(id), event),
     /** Adds an `onState` (or, with `error`, an `onError`) listener; returns
      * the function that removes it. */
     listen(error, f) {
