@@ -80,8 +80,8 @@ export interface ConnectOptions {
    * is missing, each tab keeps its own connection. */
   share?: boolean;
   /** Emits not yet accepted are kept in IndexedDB and sent again, with their ids, after a reload or by
-   * another tab. Without IndexedDB (or over quota) they are kept in memory; `onError` is told once
-   * (`persist_unavailable`). */
+   * another tab. Without IndexedDB (or over quota), or without SHA-256 (not a secure context) for an
+   * opaque token, they are kept in memory; `onError` is told once (`persist_unavailable`). */
   persist?: boolean;
   /** With `persist`: how each emit restored from an earlier page ended (its promise is gone). */
   onRestoredEmit?: (outcome: RestoredEmit) => void;

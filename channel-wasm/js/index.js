@@ -60,11 +60,21 @@ export class EventChannel {
 
   /** Connects, and resolves once the gateway has welcomed the channel. */
   static async connect(options) {
-    // The share/persist layer is a chunk of its own, fetched only by the
-    // apps that use it. It gets io.js's parts as arguments: were share.js
-    // to import io.js, io.js would become a third chunk.
+    // The share/persist layer is a file of its own, fetched only by the apps
+    // that use it, and given io.js's parts as arguments (it imports
+    // nothing). Its URL is made like the wasm's: a bundler copies the file
+    // (Vite) or makes it a chunk (webpack 5). Vite would wrap a plain
+    // import('./share.js') in its preload helper, ~650 B gzip in every
+    // app's entry chunk (vitejs/vite#13952).
     if (options.share || options.persist)
-      return (await import('./share.js')).layer(options, EventChannel.connect, Callbacks, failure, uuid, opened);
+      return (await import(new URL('./share.js', import.meta.url))).layer(
+        options,
+        EventChannel.connect,
+        Callbacks,
+        failure,
+        uuid,
+        opened,
+      );
     // The options, read and checked. Patterns, in `topics` as everywhere,
     // are checked by the Rust side, which shares the gateway's grammar.
     const { url, topics = [], token } = options;

@@ -51,8 +51,10 @@ const ANSWER = 6;
 const ERROR = 7;
 
 /** Who the token speaks for: a JWT's `iss` and `sub` (stable across
- * refreshes), else the token itself, hashed where the page can. Tabs of
- * different identities never share a connection or an outbox. */
+ * refreshes), else the token's SHA-256. Tabs of different identities never
+ * share a connection or an outbox. Without SHA-256 (not a secure context)
+ * the token itself, in an array: it may name this tab's lock and channel,
+ * which live in memory, but it is never stored. */
 async function identity(token) {
   const t = await (typeof token == 'function' ? token() : token);
   if (!t) return '';
@@ -61,7 +63,7 @@ async function identity(token) {
     if (c.sub) return c.iss + ' ' + c.sub;
   } catch {}
   const h = await crypto.subtle?.digest('SHA-256', new TextEncoder().encode(t));
-  return h ? new Uint8Array(h).join() : t;
+  return h ? new Uint8Array(h).join() : [t];
 }
 
 /** `EventChannel.connect` with `share` or `persist`; `connect` opens a
@@ -69,7 +71,8 @@ async function identity(token) {
  * The rest are io.js's, passed in by index.js (not imported: this file is
  * a chunk of its own, loaded by import(), and the core stays one chunk). */
 export async function layer(o, connect, Callbacks, failure, uuid, opened) {
-  const key = `eventwire ${o.url} ${await identity(o.token)}`;
+  const id = await identity(o.token);
+  const key = `eventwire ${o.url} ${id}`;
   const me = uuid();
   const cb = new Callbacks();
   /** This tab's handlers (each wrapped, so one function subscribed twice
@@ -88,14 +91,17 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
   const early = [];
   let report = (e) => early.push(e);
   let held;
-  const store = o.persist
-    ? outbox(
-        key,
-        me,
-        (e) => report(failure('persist_unavailable', 'IndexedDB unusable', e)),
-        () => ((held = 1), announce()),
-      )
-    : null;
+  // The records' keys hold `key`: none where it is the token itself.
+  const store = !o.persist
+    ? null
+    : id.pop
+      ? void report(failure('persist_unavailable', 'no SHA-256 (not a secure context): emits stay in memory'))
+      : outbox(
+          key,
+          me,
+          (e) => report(failure('persist_unavailable', 'IndexedDB unusable', e)),
+          () => ((held = 1), announce()),
+        );
   /** The plain channel, while this tab leads and it is open. */
   let inner;
   /** Bumped when this tab starts or stops leading. */
@@ -103,10 +109,9 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
   let leading;
   let last = null;
   let heard = now();
+  /** Why the leader's channel could not be made (a bad option): what
+   * `connect` rejects with, rather than `closed`. */
   let stealing, granted, election, closed, fatal;
-  /** Rejects `connect` when the leader's channel could not be made (a bad
-   * option): with that error, not a timeout. */
-  const failed = new Promise((_, ko) => (fatal = ko));
 
   const state = (s, i, lead) => {
     cb.state(s, i);
@@ -180,8 +185,8 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
     // app's connectTimeoutMs is this layer's, and a later leader has no one
     // to give up to.
     const ch = await connect({ ...o, share: 0, persist: 0, topics: union(), since: last, connectTimeoutMs: 0 }).catch((e) => {
+      fatal = e;
       tab.close();
-      fatal(e);
     });
     if (g != gen || !ch) return ch?.close();
     inner = ch;
@@ -308,10 +313,10 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
       }
       const id = options?.id ?? uuid();
       const rec = { ...options, id, type, d };
-      return new Promise((ok, ko) => {
-        pending.set(id, [rec, ok, ko]);
-        Promise.resolve(store?.put(rec)).then(() => pending.has(id) && route(rec));
-      });
+      const p = new Promise((ok, ko) => pending.set(id, [rec, ok, ko]));
+      await store?.put(rec);
+      pending.has(id) && route(rec);
+      return p;
     },
     get state() {
       return cb.now[0];
@@ -353,7 +358,9 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
     route(rec);
   });
 
-  await Promise.race([opened(cb, o, tab.close), failed]);
+  await opened(cb, o, tab.close).catch((e) => {
+    throw fatal || e;
+  });
   // What went wrong before the app could listen (storage unavailable)
   // goes to its `onError` listeners.
   report = (e) => cb.report(e);

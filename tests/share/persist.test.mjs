@@ -1,6 +1,7 @@
 // `persist: true` in headless Chromium: emits made while the gateway is
 // down survive a reload and reach a consumer group exactly once; without
-// IndexedDB the channel says so once and keeps them in memory.
+// IndexedDB, or without SHA-256 to keep the token out of it, the channel
+// says so once and keeps them in memory.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startGateway, stopGateway, startAgain, eventually } from '../e2e/harness.mjs';
@@ -86,5 +87,37 @@ test('without IndexedDB, persist falls back to memory and says so once', { timeo
   assert.deepEqual((await t.evaluate(() => emits)).sort(), ['mem-0', 'mem-1', 'mem-2']);
   assert.deepEqual(await t.evaluate(() => errors), ['persist_unavailable']);
   exactlyOnce(assert, await drainGroup(gw, 'worker', 500), 'mem', 3, 'the worker');
+  await ctx.close();
+});
+
+test('without crypto.subtle (not a secure context) the token is never stored: memory only, said once', { timeout: LIMIT }, async () => {
+  const { gw, ctx } = await withWorker(() => Object.defineProperty(Crypto.prototype, 'subtle', { get: () => undefined }));
+  // Not a JWT: the identity would be the token's hash, and there is no hash.
+  const token = 'opaque-secret-token-0123456789';
+  const t = await tab(ctx, page.base, gw, { persist: true, token, connectTimeoutMs: 0 }, []);
+  await stopGateway(gw);
+  await t.evaluate(() => emit(3, 'insecure'));
+  await new Promise((r) => setTimeout(r, 500));
+  // Everything this origin keeps in IndexedDB: database names, keys, records.
+  const stored = await t.evaluate(async () => {
+    const out = [];
+    const done = (r) => new Promise((ok, ko) => ((r.onsuccess = () => ok(r.result)), (r.onerror = () => ko(r.error))));
+    for (const { name } of await indexedDB.databases()) {
+      const db = await done(indexedDB.open(name));
+      out.push(name);
+      for (const s of db.objectStoreNames) {
+        const store = db.transaction(s).objectStore(s);
+        out.push(s, JSON.stringify(await done(store.getAllKeys())), JSON.stringify(await done(store.getAll())));
+      }
+      db.close();
+    }
+    return out.join('\n');
+  });
+  assert.ok(!stored.includes(token), `the token is in IndexedDB:\n${stored}`);
+  await startAgain(gw);
+  await eventually('the emits accepted', async () => (await t.evaluate(() => emits)).length == 3);
+  assert.deepEqual((await t.evaluate(() => emits)).sort(), ['insecure-0', 'insecure-1', 'insecure-2']);
+  assert.deepEqual(await t.evaluate(() => errors), ['persist_unavailable']);
+  exactlyOnce(assert, await drainGroup(gw, 'worker', 500), 'insecure', 3, 'the worker');
   await ctx.close();
 });
