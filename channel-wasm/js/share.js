@@ -74,7 +74,7 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
   const id = await identity(o.token);
   const key = `eventwire ${o.url} ${id}`;
   const me = uuid();
-  const cb = new Callbacks();
+  const cb = Callbacks();
   /** This tab's handlers (each wrapped, so one function subscribed twice
    * is two entries) and their patterns. */
   const subs = new Map();
@@ -157,8 +157,7 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
 
   const settle = (id, r, e) => {
     const p = pending.get(id);
-    if (p) {
-      pending.delete(id);
+    if (pending.delete(id)) {
       store?.del(id);
       e ? p[2](e) : p[1](r);
     }
@@ -178,7 +177,7 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
   const lead = async () => {
     const g = ++gen;
     leading = 1;
-    if (bc) tab.shared = 'leader';
+    tab.shared &&= 'leader';
     beat();
     // Resumes after the last position the tabs saw, so the gateway replays
     // what the old leader never passed on. Waits as long as it takes: the
@@ -292,7 +291,7 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
     subscribe(pattern, handler) {
       if (!PATTERN.test(pattern)) throw failure('invalid_pattern', `invalid pattern: ${pattern}`);
       // A handler that throws reports `handler_error`; none: only subscribes.
-      const f = (e) => handler && cb.call(handler, e);
+      const f = (e) => cb.call(handler, e);
       subs.set(f, pattern);
       announce();
       return () => subs.delete(f) && announce();

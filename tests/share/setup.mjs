@@ -78,6 +78,9 @@ export async function tab(ctx, base, gw, options, patterns, init) {
  * Chromium runs a background tab's (headless Chromium shows every page as
  * visible, so it never throttles one itself). */
 export function backgroundTimers() {
+  // The page's measuring poll (`ledAt`) keeps the real one: it is not part
+  // of what is imitated, and a poll once a second would add up to 1 s.
+  window.measureInterval = window.setInterval;
   for (const name of ['setTimeout', 'setInterval']) {
     const real = window[name];
     window[name] = (f, ms, ...args) => real(f, Math.max(Number(ms) || 0, 1000), ...args);
