@@ -1,7 +1,7 @@
 // eventwire: the typed EventChannel for browsers. The logic is Rust compiled
 // to WebAssembly (eventwire_channel_bg.wasm); this file loads it on first use
 // and gives it the shape index.d.ts describes.
-import { Callbacks, Side, bind, failure, imports, opened, pending, put, uuid } from './io.js';
+import { Callbacks, bind, failure, imports, opened, pending, put, uuid } from './io.js';
 
 let loading;
 
@@ -94,7 +94,7 @@ export class EventChannel {
     const numbers = [options.minBackoffMs, options.maxBackoffMs, options.outboxSize, options.attemptTimeoutMs];
     const fn = typeof token == 'function';
     const h = w.o(kind, ...numbers.map((n) => n ?? NaN), fn, ...put([url.replace(/\/+$/, ''), uuid(), token, options.since]));
-    const side = Side(h, token);
+    const side = Callbacks(h, token);
     try {
       for (const t of topics) subscribe(side, t);
     } catch (e) {

@@ -98,7 +98,8 @@ function frame(ch, tag, n, data, sse) {
 
 /** An `Error` with a `code`, which every rejection and `onError` carries;
  * `cause`, when given, is what the app's code threw. */
-export const failure = (code, message, cause) => Object.assign(Error(message, cause && { cause }), { code });
+export const failure = (code, message, cause) =>
+  Object.assign(Error(message, cause === undefined ? cause : { cause }), { code });
 
 /** An event id or a channel instance: `crypto.randomUUID()` where the page
  * is a secure context, else 128 random bits as four decimal numbers. */
@@ -248,12 +249,20 @@ export const opened = (cb, { url, connectTimeoutMs }, close) =>
       }, ms);
   });
 
+/** The promises of emits waiting for the gateway, by reference (unique
+ * across channels): `[resolve, reject]`, settled by a channel's `settle`. */
+export const pending = new Map();
+
 /** The app's side of a channel: the `onState` and `onError` listeners,
  * the handler functions by id (the Rust side keeps their patterns and says
  * which ids an event goes to), and the isolation of everything the app
- * passed in. share.js uses it too (`new Callbacks()`). A closure, not a
- * class: the minifier shortens its variables, not properties. */
-export function Callbacks() {
+ * passed in. share.js uses it too (`new Callbacks()`). Given the handle
+ * `h` of a wasm channel, it is also that channel's JS side, which the
+ * imports reach by `h`: its transport and timer, the `token` option, the
+ * current value, and `settle` for its emits. The Rust side decides what to
+ * say and when; this only says it. A closure, not a class: the minifier
+ * shortens its variables, not properties. */
+export function Callbacks(h, token) {
   const states = new Set();
   const errors = new Set();
   const handlers = new Map();
@@ -301,19 +310,6 @@ export function Callbacks() {
     },
     call,
     report,
-  };
-  return cb;
-}
-
-/** The promises of emits waiting for the gateway, by reference (unique
- * across channels): `[resolve, reject]`, settled by a channel's `settle`. */
-export const pending = new Map();
-
-/** The JS side of the wasm's channel `h`: its transport and timer, the
- * `token` option and the current value, besides the app's callbacks. The
- * Rust side decides what to say and when; this only says it. */
-export const Side = (h, token) =>
-  (channels[h] = Object.assign(Callbacks(), {
     h,
     token,
     /** Resolves (`how` 0) or rejects (1) emit `ref`. */
@@ -321,4 +317,8 @@ export const Side = (h, token) =>
       pending.get(ref)?.[how](value);
       pending.delete(ref);
     },
-  }));
+  };
+  if (h >= 0) channels[h] = cb;
+  return cb;
+}
+
