@@ -65,7 +65,11 @@ export class EventChannel {
     // nothing). Its URL is made like the wasm's: a bundler copies the file
     // (Vite) or makes it a chunk (webpack 5). Vite would wrap a plain
     // import('./share.js') in its preload helper, ~650 B gzip in every
-    // app's entry chunk (vitejs/vite#13952).
+    // app's entry chunk (vitejs/vite#13952). Vite inlines an asset under
+    // 4,096 B (`build.assetsInlineLimit`) as a data: URL into the importing
+    // chunk: should share.js get that small, name it './share.js?no-inline'
+    // (tried with Vite 8), or every Vite app downloads it again;
+    // scripts/client-size then fails ("no share/persist chunk").
     if (options.share || options.persist)
       return (await import(new URL('./share.js', import.meta.url))).layer(
         options,
