@@ -50,7 +50,9 @@ globalThis.WebSocket = class {
 
 const { EventChannel } = await import(pathToFileURL(path.resolve(pkg)).href);
 const connecting = EventChannel.connect({ url: 'http://bench.invalid', transport, topics: ['b.>'] });
-await new Promise((r) => setTimeout(r, 50));
+// The wasm loads before the channel opens its transport: wait for it (a
+// fixed wait was too short on a loaded machine).
+while (!last) await new Promise((r) => setTimeout(r, 10));
 const welcome = { heartbeat_ms: 15000, max_event_bytes: 65536, recovered: true, position: 'p0' };
 if (transport === 'sse') last.l['$welcome']({ data: JSON.stringify(welcome) });
 else last.onmessage({ data: JSON.stringify({ op: 'welcome', ...welcome }) });
