@@ -243,11 +243,13 @@ pub struct Machine<P> {
     heartbeat_ms: f64,
     max_event_bytes: usize,
     last_heard: f64,
-    reconnect_at: Option<f64>,
-    attempt_deadline: Option<f64>,
-    ping_at: Option<f64>,
-    retry_post_at: Option<f64>,
-    resubscribe_at: Option<f64>,
+    /// Deadlines, in ms; [`NEVER`] when not set. Plain numbers, not
+    /// `Option`s: smaller in wasm, and "not set" is simply never due.
+    reconnect_at: f64,
+    attempt_deadline: f64,
+    ping_at: f64,
+    retry_post_at: f64,
+    resubscribe_at: f64,
     /// A reopen to change SSE topics: its success is not reported as a new
     /// `open` (a failure is handled, and reported, like any other).
     quiet: bool,
@@ -256,6 +258,9 @@ pub struct Machine<P> {
 
 /// Default heartbeat until the welcome says otherwise.
 const DEFAULT_HEARTBEAT_MS: f64 = 15_000.0;
+
+/// A deadline that is not set.
+const NEVER: f64 = f64::INFINITY;
 
 impl<P> Machine<P> {
     pub fn new(cfg: Config, topics: Vec<String>) -> Machine<P> {
@@ -282,11 +287,11 @@ impl<P> Machine<P> {
             heartbeat_ms: DEFAULT_HEARTBEAT_MS,
             max_event_bytes: 64 * 1024,
             last_heard: 0.0,
-            reconnect_at: None,
-            attempt_deadline: None,
-            ping_at: None,
-            retry_post_at: None,
-            resubscribe_at: None,
+            reconnect_at: NEVER,
+            attempt_deadline: NEVER,
+            ping_at: NEVER,
+            retry_post_at: NEVER,
+            resubscribe_at: NEVER,
             quiet: false,
             actions: Vec::new(),
         }
@@ -413,7 +418,7 @@ impl<P> Machine<P> {
             Input::PostFailed { reference } => {
                 if let Some(e) = self.take_inflight(Some(reference)) {
                     list::push_front(&mut self.outbox, e);
-                    self.retry_post_at = Some(now + self.backoff.delay(1, random));
+                    self.retry_post_at = now + self.backoff.delay(1, random);
                 }
             }
             Input::Closed { code } => self.lost(now, random, code),
@@ -431,7 +436,7 @@ impl<P> Machine<P> {
                         }
                         (Phase::Open | Phase::Welcoming, Some(Kind::Sse)) => {
                             // Coalesce a burst of subscribes into one reopen.
-                            self.resubscribe_at.get_or_insert(now);
+                            self.resubscribe_at = self.resubscribe_at.min(now);
                         }
                         _ => {}
                     }
@@ -481,10 +486,10 @@ impl<P> Machine<P> {
         let kind = self.choose();
         self.kind = Some(kind);
         self.phase = Phase::Welcoming;
-        self.reconnect_at = None;
-        self.resubscribe_at = None;
-        self.ping_at = None;
-        self.attempt_deadline = Some(now + self.cfg.connect_timeout_ms);
+        self.reconnect_at = NEVER;
+        self.resubscribe_at = NEVER;
+        self.ping_at = NEVER;
+        self.attempt_deadline = now + self.cfg.connect_timeout_ms;
         self.actions.push(Action::Open { kind });
     }
 
@@ -500,11 +505,11 @@ impl<P> Machine<P> {
         }
         self.phase = Phase::Open;
         self.attempt = 0;
-        self.attempt_deadline = None;
+        self.attempt_deadline = NEVER;
         self.last_heard = now;
         if self.kind == Some(Kind::WebSocket) {
             self.ws_ever_worked = true;
-            self.ping_at = Some(now + self.heartbeat_ms);
+            self.ping_at = now + self.heartbeat_ms;
         }
         let was_quiet = core::mem::take(&mut self.quiet);
         if !(was_quiet && self.state == State::Open && recovered) {
@@ -539,8 +544,8 @@ impl<P> Machine<P> {
         let never_welcomed = self.phase == Phase::Welcoming;
         self.phase = Phase::Idle;
         self.quiet = false;
-        self.ping_at = None;
-        self.attempt_deadline = None;
+        self.ping_at = NEVER;
+        self.attempt_deadline = NEVER;
         // What was in flight goes back to the front, in order.
         let mut requeue = core::mem::take(&mut self.inflight);
         requeue.append(&mut self.outbox);
@@ -563,16 +568,16 @@ impl<P> Machine<P> {
             Some("shutting_down" | "token_expired") => self.cfg.min_backoff_ms,
             _ => self.backoff.delay(self.attempt, random),
         };
-        self.reconnect_at = Some(now + delay);
+        self.reconnect_at = now + delay;
         self.state = State::Reconnecting;
         self.push_state(None, Some(delay));
     }
 
     fn tick(&mut self, now: f64, random: f64) {
-        if self.reconnect_at.is_some_and(|t| t <= now) {
+        if self.reconnect_at <= now {
             self.open(now);
         }
-        if self.attempt_deadline.is_some_and(|t| t <= now) {
+        if self.attempt_deadline <= now {
             self.actions.push(Action::CloseTransport);
             self.actions.push(Action::Error {
                 code: code::CONNECT_TIMEOUT.into(),
@@ -584,19 +589,16 @@ impl<P> Machine<P> {
             self.actions.push(Action::CloseTransport);
             self.lost(now, random, Some("heartbeat_timeout"));
         }
-        if let Some(t) = self.ping_at
-            && t <= now
-            && self.phase == Phase::Open
-        {
+        if self.ping_at <= now && self.phase == Phase::Open {
             self.actions.push(Action::Send(outgoing::ping()));
-            self.ping_at = Some(now + self.heartbeat_ms);
+            self.ping_at = now + self.heartbeat_ms;
         }
-        if self.retry_post_at.is_some_and(|t| t <= now) {
-            self.retry_post_at = None;
+        if self.retry_post_at <= now {
+            self.retry_post_at = NEVER;
             self.flush();
         }
-        if self.resubscribe_at.is_some_and(|t| t <= now) {
-            self.resubscribe_at = None;
+        if self.resubscribe_at <= now {
+            self.resubscribe_at = NEVER;
             if self.kind == Some(Kind::Sse) && self.phase != Phase::Idle {
                 // New SSE topics need a new stream. It resumes from the last
                 // position, so nothing is missed, and while the channel was
@@ -611,26 +613,19 @@ impl<P> Machine<P> {
 
     /// Asks for a wake-up at the earliest deadline.
     fn schedule(&mut self, now: f64) {
-        let liveness =
-            (self.phase == Phase::Open).then_some(self.last_heard + 2.0 * self.heartbeat_ms + 1.0);
-        // A plain loop over the deadlines: smaller in wasm than an
-        // iterator chain with `flatten` and `reduce`.
-        let mut next = f64::INFINITY;
-        for t in [
-            self.reconnect_at,
-            self.attempt_deadline,
-            self.ping_at,
-            self.retry_post_at,
-            self.resubscribe_at,
-            liveness,
-        ] {
-            if let Some(t) = t
-                && t < next
-            {
-                next = t;
-            }
-        }
-        if next < f64::INFINITY {
+        let liveness = if self.phase == Phase::Open {
+            self.last_heard + 2.0 * self.heartbeat_ms + 1.0
+        } else {
+            NEVER
+        };
+        let next = self
+            .reconnect_at
+            .min(self.attempt_deadline)
+            .min(self.ping_at)
+            .min(self.retry_post_at)
+            .min(self.resubscribe_at)
+            .min(liveness);
+        if next < NEVER {
             self.actions.push(Action::Wake((next - now).max(0.0)));
         }
     }
@@ -687,7 +682,7 @@ impl<P> Machine<P> {
                     self.inflight.push(e);
                 }
             }
-            Some(Kind::Sse) if self.inflight.is_empty() && self.retry_post_at.is_none() => {
+            Some(Kind::Sse) if self.inflight.is_empty() && self.retry_post_at == NEVER => {
                 if let Some(e) = list::take(&mut self.outbox, 0) {
                     self.actions.push(Action::Post {
                         reference: e.reference,
