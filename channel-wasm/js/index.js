@@ -35,7 +35,7 @@ const START = 0,
 const badRequest = (message) => failure('bad_request', message);
 
 /** The wasm's `c`: `op` on channel `h`, with a number and strings. */
-const call = (h, op, a, strings = []) => w.c(h, op, a, ...put(strings));
+const call = (h, op, a, strings = []) => (put(strings), w.c(h, op, a));
 let w;
 /** The last emit reference handed out (unique across channels). */
 let refs = 0;
@@ -97,7 +97,8 @@ export class EventChannel {
     // NaN stands for "not given": the Rust side takes its default.
     const numbers = [options.minBackoffMs, options.maxBackoffMs, options.outboxSize, options.attemptTimeoutMs];
     const fn = typeof token == 'function';
-    const h = w.o(kind, ...numbers.map((n) => n ?? NaN), fn, ...put([url.replace(/\/+$/, ''), uuid(), token, options.since]));
+    put([url.replace(/\/+$/, ''), uuid(), token, options.since]);
+    const h = w.o(kind, ...numbers.map((n) => n ?? NaN), fn);
     const side = Callbacks(h, token);
     try {
       for (const t of topics) subscribe(side, t);

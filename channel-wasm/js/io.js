@@ -32,21 +32,25 @@ const channels = [];
 
 export const bind = (exports) => (w = exports);
 
-/** A view of the wasm's memory, made again when the memory has grown. */
+/** Views of the wasm's memory, made again when the memory has grown. */
 let bytes = new Uint8Array(0);
-const memory = () => (bytes.buffer == w.memory.buffer ? bytes : (bytes = new Uint8Array(w.memory.buffer)));
+let words;
+const memory = () =>
+  bytes.buffer == w.memory.buffer ? bytes : ((words = new Int32Array(w.memory.buffer)), (bytes = new Uint8Array(w.memory.buffer)));
 
-/** Writes `strings` into the wasm's argument buffer and answers their
- * lengths in bytes, -1 for what is not a string. ASCII is copied a
- * character at a time (ids, types and positions are ASCII), the rest with
- * `encodeInto`: no view or copy is made per string. */
+/** Writes `strings` (at most nine) into the wasm's argument buffer for the
+ * call that follows: their lengths in bytes first (-1 for what is not a
+ * string), then the strings. ASCII is copied a character at a time (ids,
+ * types and positions are ASCII), the rest with `encodeInto`: no view or
+ * copy is made per string. */
 export function put(strings) {
-  let room = 0;
+  let room = 36;
   for (const s of strings) if (typeof s == 'string') room += s.length * 3;
-  let at = w.b(room);
+  const head = w.b(room);
   const m = memory();
-  const lens = [];
-  for (const s of strings) {
+  let at = head + 36;
+  for (let k = 0; k < 9; k++) {
+    const s = strings[k];
     let i = -1;
     if (typeof s == 'string') {
       for (i = 0; i < s.length; i++) {
@@ -57,9 +61,8 @@ export function put(strings) {
       if (i < s.length) i += encoder.encodeInto(s.slice(i), m.subarray(at + i)).written;
       at += i;
     }
-    lens.push(i);
+    words[(head >> 2) + k] = i;
   }
-  return lens;
 }
 
 /** The string the wasm passed as a pointer and a length. */
@@ -69,7 +72,8 @@ const text = (at, n) => decoder.decode(memory().subarray(at, at + n));
  * which stays here (the channel's current value). */
 function sig(ch, tag, n, v, a, b, c, strings = []) {
   ch.v = v;
-  w.i(ch.h, tag, n, a, b, c, ...put(strings));
+  put(strings);
+  w.i(ch.h, tag, n, a, b, c);
 }
 
 /** One frame, in one call: `JSON.parse` here, and the fields every kind of

@@ -5,9 +5,10 @@
 //!   channel under (its transport, timer, listeners, handler functions,
 //!   pending emits). Every import takes it first.
 //! - A string into Rust is written by the glue into the argument buffer
-//!   (the `b` export) with `TextEncoder.encodeInto`; the call that follows
-//!   gives the byte length of each (-1: not a string) and takes the bytes
-//!   with [`Strings::take`]. A string out of Rust is a pointer and a
+//!   (the `b` export) with `TextEncoder.encodeInto`, after a header of the
+//!   byte length of each (-1: not a string); the call that follows takes
+//!   them with [`Strings::take`]. So an export's arguments are numbers only,
+//!   the same few whatever strings come along. A string out of Rust is a pointer and a
 //!   length, which the glue reads with `TextDecoder` during the call.
 //! - A JS value Rust never needs to read (an event, an ack frame, a POST's
 //!   answer, what the token function threw) stays in the glue as the
@@ -181,21 +182,26 @@ unsafe impl Sync for Buffer {}
 
 static ARGS: Buffer = Buffer(UnsafeCell::new(Vec::new()));
 
-/// Export `b`: room for `len` bytes of strings for the next call, which
-/// the glue writes at the address answered.
+/// Export `b`: room for `len` bytes (the [`HEAD`] included) of strings for
+/// the next call, which the glue writes at the address answered. The
+/// allocator aligns every block to at least 8 bytes (`heap.rs`), so the
+/// glue writes the header as 32-bit words.
 #[unsafe(export_name = "b")]
 pub extern "C" fn buffer(len: usize) -> *mut u8 {
     // SAFETY: single-threaded, and no reference to ARGS outlives this call.
     let v = unsafe { &mut *ARGS.0.get() };
     v.clear();
-    v.reserve(len);
+    v.reserve(len.max(HEAD));
     v.as_mut_ptr()
 }
 
 /// At most this many strings come with one call (a frame's fields, see
-/// `frames::field`). One size for every export: a `Strings` per count
-/// would be compiled once per count.
+/// `frames::field`). One size for every export.
 pub const SLOTS: usize = 9;
+
+/// The header of the argument buffer: the byte length of each string, as
+/// a little-endian `i32` (-1: absent), before the strings themselves.
+const HEAD: usize = 4 * SLOTS;
 
 /// The strings the glue wrote for one call, owned by that call: a call it
 /// makes into JS may lead to another call in, which gets a buffer of its
@@ -206,12 +212,21 @@ pub struct Strings {
 }
 
 impl Strings {
-    /// Takes the buffer, holding strings of `lens` bytes one after the
-    /// other (-1: absent, no bytes).
-    pub fn take(lens: [i32; SLOTS]) -> Strings {
+    /// Takes the buffer: the header, then strings of the lengths it gives
+    /// one after the other (-1: absent, no bytes).
+    pub fn take() -> Strings {
         // SAFETY: as in `buffer`.
         let mut bytes = core::mem::take(unsafe { &mut *ARGS.0.get() });
-        let total = lens.iter().map(|&l| l.max(0) as usize).sum::<usize>();
+        let mut lens = [-1; SLOTS];
+        let mut total = HEAD;
+        if bytes.capacity() >= HEAD {
+            for (i, len) in lens.iter_mut().enumerate() {
+                // SAFETY: the glue wrote the header, and `buffer` made room
+                // for it.
+                *len = unsafe { bytes.as_ptr().cast::<i32>().add(i).read_unaligned() };
+                total += (*len).max(0) as usize;
+            }
+        }
         // SAFETY: the glue wrote `total` bytes from the start of the
         // buffer, which `buffer` made at least that large; `min` keeps a
         // wrong length from reaching past the allocation.
@@ -225,7 +240,7 @@ impl Strings {
         if len < 0 {
             return None;
         }
-        let mut start = 0;
+        let mut start = HEAD;
         for &l in self.lens.get(..i)? {
             start += l.max(0) as usize;
         }

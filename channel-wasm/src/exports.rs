@@ -51,12 +51,8 @@ pub extern "C" fn open(
     outbox_size: f64,
     attempt_timeout_ms: f64,
     token_fn: u32,
-    base: i32,
-    instance: i32,
-    token: i32,
-    since: i32,
 ) -> u32 {
-    let s = Strings::take([base, instance, token, since, -1, -1, -1, -1, -1]);
+    let s = Strings::take();
     let mut all = write(&CHANNELS.0);
     let h = all.len() as u32;
     let channel = Channel::new(
@@ -88,24 +84,8 @@ fn channel(handle: u32) -> Option<Rc<Channel>> {
 /// closed.
 #[unsafe(export_name = "i")]
 #[allow(clippy::too_many_arguments)]
-pub extern "C" fn io(
-    handle: u32,
-    what: u32,
-    n: f64,
-    a: f64,
-    b: f64,
-    c: f64,
-    l0: i32,
-    l1: i32,
-    l2: i32,
-    l3: i32,
-    l4: i32,
-    l5: i32,
-    l6: i32,
-    l7: i32,
-    l8: i32,
-) {
-    let s = Strings::take([l0, l1, l2, l3, l4, l5, l6, l7, l8]);
+pub extern "C" fn io(handle: u32, what: u32, n: f64, a: f64, b: f64, c: f64) {
+    let s = Strings::take();
     if let Some(channel) = channel(handle) {
         channel.io(what, n, Signal { a, b, c, s });
     }
@@ -117,18 +97,8 @@ pub extern "C" fn io(
 /// nothing).
 #[unsafe(export_name = "c")]
 #[allow(clippy::too_many_arguments)]
-pub extern "C" fn call(
-    handle: u32,
-    op: u32,
-    a: f64,
-    l0: i32,
-    l1: i32,
-    l2: i32,
-    l3: i32,
-    l4: i32,
-    l5: i32,
-) -> u32 {
-    let s = Strings::take([l0, l1, l2, l3, l4, l5, -1, -1, -1]);
+pub extern "C" fn call(handle: u32, op: u32, a: f64) -> u32 {
+    let s = Strings::take();
     let Some(channel) = channel(handle) else {
         return 0;
     };
