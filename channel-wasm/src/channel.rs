@@ -101,7 +101,7 @@ impl Channel {
             connect_timeout_ms: or(attempt_timeout_ms, defaults.connect_timeout_ms),
             dedupe_ids: defaults.dedupe_ids,
         };
-        let mut machine = Machine::new(cfg, Vec::new());
+        let mut machine = Machine::new(cfg);
         if let Some(p) = since {
             machine.resume_after(p);
         }

@@ -263,13 +263,9 @@ const DEFAULT_HEARTBEAT_MS: f64 = 15_000.0;
 const NEVER: f64 = f64::INFINITY;
 
 impl<P> Machine<P> {
-    pub fn new(cfg: Config, topics: Vec<String>) -> Machine<P> {
-        let mut patterns = Vec::new();
-        for t in topics {
-            if !patterns.contains(&t) {
-                patterns.push(t);
-            }
-        }
+    /// A machine with no patterns yet: they come as [`Input::AddPattern`]s
+    /// (the `topics` option too), which before `Start` only records them.
+    pub fn new(cfg: Config) -> Machine<P> {
         Machine {
             backoff: Backoff::new(cfg.min_backoff_ms, cfg.max_backoff_ms),
             seen: RecentIds::new(cfg.dedupe_ids),
@@ -280,7 +276,7 @@ impl<P> Machine<P> {
             ws_ever_worked: false,
             ws_failed: false,
             attempt: 0,
-            patterns,
+            patterns: Vec::new(),
             last_seq: None,
             outbox: Vec::new(),
             inflight: Vec::new(),

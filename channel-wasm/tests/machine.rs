@@ -9,14 +9,15 @@ type M = Machine<String>;
 type A = Action<String>;
 
 fn machine(preference: Preference, topics: &[&str]) -> M {
-    Machine::new(
-        Config {
-            preference,
-            outbox_max: 3,
-            ..Config::default()
-        },
-        topics.iter().map(|t| t.to_string()).collect(),
-    )
+    let mut m = Machine::new(Config {
+        preference,
+        outbox_max: 3,
+        ..Config::default()
+    });
+    for t in topics {
+        assert_eq!(act(&mut m, Input::AddPattern(t), 0.0), [], "before Start");
+    }
+    m
 }
 
 /// Drops the `Wake` bookkeeping, which almost every step produces.
