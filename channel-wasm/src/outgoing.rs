@@ -8,6 +8,7 @@
 //! exact bytes.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use eventwire_protocol::{PROTOCOL_VERSION, op};
 
 /// The `ref` of the first `subscribe` on a connection: its `subscribed`
@@ -21,7 +22,7 @@ fn frame(name: &str) -> String {
     let mut f = String::with_capacity(64);
     f.push_str("{\"op\":\"");
     f.push_str(name);
-    f.push('"');
+    ascii(&mut f, b'"');
     f
 }
 
@@ -33,16 +34,16 @@ pub fn subscribe(reference: &str, topics: &[String], since: Option<&str>) -> Str
     f.push_str(",\"topics\":[");
     for (i, t) in topics.iter().enumerate() {
         if i > 0 {
-            f.push(',');
+            ascii(&mut f, b',');
         }
         push_json_str(&mut f, t);
     }
-    f.push(']');
+    ascii(&mut f, b']');
     if let Some(s) = since {
         f.push_str(",\"since\":");
         push_json_str(&mut f, s);
     }
-    f.push('}');
+    ascii(&mut f, b'}');
     f
 }
 
@@ -62,13 +63,13 @@ pub fn emit(reference: u64, envelope: &str) -> String {
     push_u64(&mut f, reference);
     f.push_str("\",\"event\":");
     f.push_str(envelope);
-    f.push('}');
+    ascii(&mut f, b'}');
     f
 }
 
 pub fn ping() -> String {
     let mut f = frame(op::PING);
-    f.push('}');
+    ascii(&mut f, b'}');
     f
 }
 
@@ -77,7 +78,7 @@ pub fn auth(token: &str) -> String {
     let mut f = frame(op::AUTH);
     f.push_str(",\"token\":");
     push_json_str(&mut f, token);
-    f.push('}');
+    ascii(&mut f, b'}');
     f
 }
 
@@ -106,7 +107,7 @@ pub fn envelope(id: &str, ty: &str, options: [Option<&str>; 3], data: Option<&st
         e.push_str(",\"data\":");
         e.push_str(d);
     }
-    e.push('}');
+    ascii(&mut e, b'}');
     e
 }
 
@@ -116,7 +117,7 @@ fn endpoint(base: &str, path: &str) -> String {
     url.push_str(base);
     url.push_str("/v");
     push_u64(&mut url, PROTOCOL_VERSION.into());
-    url.push('/');
+    ascii(&mut url, b'/');
     url.push_str(path);
     url
 }
@@ -125,13 +126,16 @@ fn endpoint(base: &str, path: &str) -> String {
 fn param(url: &mut String, name: &str, value: &str) {
     // Byte tests here and below, not `str::contains`: that brings
     // `memchr` into the download for a few bytes of URL.
-    url.push(if url.bytes().any(|b| b == b'?') {
-        '&'
-    } else {
-        '?'
-    });
+    ascii(
+        url,
+        if url.bytes().any(|b| b == b'?') {
+            b'&'
+        } else {
+            b'?'
+        },
+    );
     url.push_str(name);
-    url.push('=');
+    ascii(url, b'=');
     push_uri_component(url, value);
 }
 
@@ -191,24 +195,28 @@ pub fn bearer(token: &str) -> String {
 /// Appends `s` as a JSON string. Topics and positions are plain ASCII by
 /// grammar, but escaping keeps a bad one from corrupting the frame.
 pub fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                out.push_str("\\u00");
-                push_hex(out, c as u8);
+    // SAFETY: the bytes of `s` are copied whole and in order, and all else
+    // pushed is ASCII, so `out` is UTF-8 again when the borrow ends.
+    let v = unsafe { out.as_mut_vec() };
+    v.extend_from_slice(b"\"");
+    for b in s.bytes() {
+        match b {
+            b'"' | b'\\' => v.extend_from_slice(&[b'\\', b]),
+            ..0x20 => {
+                v.extend_from_slice(b"\\u00");
+                push_hex(v, b);
             }
-            c => out.push(c),
+            b => v.extend_from_slice(&[b]),
         }
     }
-    out.push('"');
+    v.extend_from_slice(b"\"");
 }
 
 /// Appends `s` as `encodeURIComponent` would: everything but letters,
 /// digits and `-_.!~*'()` as `%XX` of its UTF-8 bytes.
 pub fn push_uri_component(out: &mut String, s: &str) {
+    // SAFETY: only ASCII is pushed.
+    let v = unsafe { out.as_mut_vec() };
     for b in s.bytes() {
         if b.is_ascii_alphanumeric()
             || matches!(
@@ -216,22 +224,22 @@ pub fn push_uri_component(out: &mut String, s: &str) {
                 b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
             )
         {
-            out.push(char::from(b));
+            v.extend_from_slice(&[b]);
         } else {
-            out.push('%');
-            push_hex(out, b);
+            v.extend_from_slice(b"%");
+            push_hex(v, b);
         }
     }
 }
 
 /// Two hex digits, upper case as URLs have them (JSON accepts either).
-fn push_hex(out: &mut String, b: u8) {
+fn push_hex(out: &mut Vec<u8>, b: u8) {
     for nibble in [b >> 4, b & 15] {
-        out.push(char::from(if nibble < 10 {
+        out.extend_from_slice(&[if nibble < 10 {
             b'0' + nibble
         } else {
             b'A' + nibble - 10
-        }));
+        }]);
     }
 }
 
@@ -247,8 +255,17 @@ pub fn push_u64(out: &mut String, mut n: u64) {
             break;
         }
     }
-    for &b in buf.get(i..).unwrap_or_default() {
-        out.push(char::from(b));
+    // SAFETY: only ASCII digits are pushed.
+    unsafe { out.as_mut_vec() }.extend_from_slice(buf.get(i..).unwrap_or_default());
+}
+
+/// Appends one ASCII byte (anything else is dropped). Not `String::push`,
+/// whose UTF-8 encoding of any `char` would be compiled in once more for
+/// this crate.
+fn ascii(out: &mut String, b: u8) {
+    if b.is_ascii() {
+        // SAFETY: an ASCII byte is a whole UTF-8 character.
+        unsafe { out.as_mut_vec() }.extend_from_slice(&[b]);
     }
 }
 
@@ -275,6 +292,7 @@ mod tests {
         assert_eq!(emit(0, "{}"), r#"{"op":"emit","ref":"0","event":{}}"#);
         assert_eq!(ping(), r#"{"op":"ping"}"#);
         assert_eq!(auth("t\n"), r#"{"op":"auth","token":"t\u000A"}"#);
+        assert_eq!(auth("é\\€"), r#"{"op":"auth","token":"é\\€"}"#);
     }
 
     #[test]
