@@ -1,9 +1,9 @@
-//! `Vec::remove` and `Vec::insert` at the front, without their panics. The
-//! standard ones check the index and panic with a formatted message when it
-//! is out of range; even though the client's panic handler never formats
-//! it, the message, its arguments and the source location stay in the
-//! download. These answer `None` instead, which a caller has to handle
-//! anyway (the index came from a search).
+//! `Vec::remove` without its panic, and moving one vector to the front of
+//! another. The standard `remove` checks the index and panics with a
+//! formatted message when it is out of range; even though the client's
+//! panic handler never formats it, the message, its arguments and the
+//! source location stay in the download. `take` answers `None` instead,
+//! which a caller has to handle anyway (the index came from a search).
 
 use crate::prelude::*;
 use core::ptr;
@@ -27,17 +27,21 @@ pub fn take<T>(v: &mut Vec<T>, i: usize) -> Option<T> {
     }
 }
 
-/// Inserts `x` before the first element.
-pub fn push_front<T>(v: &mut Vec<T>, x: T) {
-    v.reserve(1);
-    let len = v.len();
-    // SAFETY: `reserve` made room for one more; the `len` elements move up
-    // one place, `x` is written into the gap, and the length grows by one.
+/// Moves every element of `front`, in order, before those of `v`: one
+/// move of each, where `front.append(v)` and a swap would compile in
+/// `Vec::append` beside `push_front`.
+pub fn prepend<T>(v: &mut Vec<T>, front: &mut Vec<T>) {
+    let (n, len) = (front.len(), v.len());
+    v.reserve(n);
+    // SAFETY: `reserve` made room for `n` more; the `len` elements of `v`
+    // move up `n` places, the `n` of `front` are copied into the gap and
+    // `front` forgets them (its length 0), so each is owned once.
     unsafe {
         let at = v.as_mut_ptr();
-        ptr::copy(at, at.add(1), len);
-        ptr::write(at, x);
-        v.set_len(len + 1);
+        ptr::copy(at, at.add(n), len);
+        ptr::copy_nonoverlapping(front.as_ptr(), at, n);
+        front.set_len(0);
+        v.set_len(len + n);
     }
 }
 
@@ -46,18 +50,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn take_and_push_front_keep_the_order() {
+    fn take_keeps_the_order() {
         let mut v: Vec<String> = ["a", "b", "c"].iter().map(|s| (*s).into()).collect();
         assert_eq!(take(&mut v, 1).as_deref(), Some("b"));
         assert_eq!(v, ["a", "c"]);
         assert_eq!(take(&mut v, 2), None);
-        push_front(&mut v, "z".into());
-        assert_eq!(v, ["z", "a", "c"]);
-        assert_eq!(take(&mut v, 0).as_deref(), Some("z"));
         assert_eq!(take(&mut v, 1).as_deref(), Some("c"));
         assert_eq!(take(&mut v, 0).as_deref(), Some("a"));
         assert_eq!(take(&mut v, 0), None);
-        push_front(&mut v, "y".into());
-        assert_eq!(v, ["y"]);
+    }
+
+    #[test]
+    fn prepend_keeps_both_orders() {
+        let mut v: Vec<String> = vec!["c".into(), "d".into()];
+        let mut front: Vec<String> = vec!["a".into(), "b".into()];
+        prepend(&mut v, &mut front);
+        assert_eq!(v, ["a", "b", "c", "d"]);
+        assert!(front.is_empty());
+        prepend(&mut v, &mut front);
+        assert_eq!(v, ["a", "b", "c", "d"]);
+        let mut empty = Vec::new();
+        prepend(&mut empty, &mut v);
+        assert_eq!(empty, ["a", "b", "c", "d"]);
     }
 }

@@ -412,8 +412,10 @@ impl<P> Machine<P> {
                 }
             }
             Input::PostFailed { reference } => {
-                if let Some(e) = self.take_inflight(Some(reference)) {
-                    list::push_front(&mut self.outbox, e);
+                // SSE has one POST in flight at a time, so this emit is all
+                // the in-flight list holds: it goes back to the front.
+                if self.inflight.iter().any(|e| e.reference == reference) {
+                    self.requeue();
                     self.retry_post_at = now + self.backoff.delay(1, random);
                 }
             }
@@ -453,9 +455,8 @@ impl<P> Machine<P> {
                 self.state = State::Closed;
                 self.phase = Phase::Idle;
                 self.actions.push(Action::CloseTransport);
-                let mut all = core::mem::take(&mut self.inflight);
-                all.append(&mut self.outbox);
-                for e in all {
+                self.requeue();
+                for e in core::mem::take(&mut self.outbox) {
                     self.reject(
                         e.reference,
                         code::CLOSED,
@@ -542,10 +543,7 @@ impl<P> Machine<P> {
         self.quiet = false;
         self.ping_at = NEVER;
         self.attempt_deadline = NEVER;
-        // What was in flight goes back to the front, in order.
-        let mut requeue = core::mem::take(&mut self.inflight);
-        requeue.append(&mut self.outbox);
-        self.outbox = requeue;
+        self.requeue();
         if self.cfg.preference == Preference::Auto
             && self.kind == Some(Kind::WebSocket)
             && never_welcomed
@@ -653,6 +651,11 @@ impl<P> Machine<P> {
         }
         self.outbox.push(emit);
         self.flush();
+    }
+
+    /// What was in flight goes back to the front of the outbox, in order.
+    fn requeue(&mut self) {
+        list::prepend(&mut self.outbox, &mut self.inflight);
     }
 
     /// Takes the emit `reference` out of the in-flight list, if it is there.

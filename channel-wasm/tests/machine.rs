@@ -494,6 +494,24 @@ fn close_rejects_everything_pending_and_later_emits() {
         [],
         "no reconnect after close"
     );
+
+    // On SSE, one POST in flight and one emit waiting: both rejected, in
+    // the order they were emitted.
+    let mut m = machine(Preference::Sse, &["a"]);
+    act(&mut m, Input::Start, 0.0);
+    act(&mut m, welcome(Some(true)), 1.0);
+    act(&mut m, emit(1, "ui.a"), 2.0);
+    act(&mut m, emit(2, "ui.b"), 3.0);
+    let rejected: Vec<u64> = act(&mut m, Input::Close, 4.0)
+        .iter()
+        .filter_map(|a| match a {
+            Action::Reject {
+                reference, code, ..
+            } if code == "closed" => Some(*reference),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rejected, [1, 2]);
 }
 
 #[test]
