@@ -111,9 +111,10 @@ pub fn envelope(id: &str, ty: &str, options: [Option<&str>; 3], data: Option<&st
     e
 }
 
-/// `<base>/v1/<path>`.
-fn endpoint(base: &str, path: &str) -> String {
+/// `<scheme><base>/v1/<path>`.
+fn endpoint(scheme: &str, base: &str, path: &str) -> String {
     let mut url = String::with_capacity(base.len() + path.len() + 64);
+    url.push_str(scheme);
     url.push_str(base);
     url.push_str("/v");
     push_u64(&mut url, PROTOCOL_VERSION.into());
@@ -122,18 +123,19 @@ fn endpoint(base: &str, path: &str) -> String {
     url
 }
 
-/// Appends `&name=value` (or `?name=value` for the first parameter).
+/// A stream's endpoint with its first parameter, `instance`, which names
+/// the channel so the gateway ends a stale connection of it at once
+/// (PROTOCOL §4.6).
+fn stream(scheme: &str, base: &str, path: &str, instance: &str) -> String {
+    let mut url = endpoint(scheme, base, path);
+    url.push_str("?instance=");
+    push_uri_component(&mut url, instance);
+    url
+}
+
+/// Appends `&name=value` (every URL here has its first parameter already).
 fn param(url: &mut String, name: &str, value: &str) {
-    // Byte tests here and below, not `str::contains`: that brings
-    // `memchr` into the download for a few bytes of URL.
-    ascii(
-        url,
-        if url.bytes().any(|b| b == b'?') {
-            b'&'
-        } else {
-            b'?'
-        },
-    );
+    ascii(url, b'&');
     url.push_str(name);
     ascii(url, b'=');
     push_uri_component(url, value);
@@ -141,22 +143,19 @@ fn param(url: &mut String, name: &str, value: &str) {
 
 /// The WebSocket endpoint. `base` is `http://…` or `https://…`, which become
 /// `ws://…` and `wss://…`. A token goes in the query: browsers cannot set
-/// headers on a WebSocket. `instance` names the channel, so the gateway ends
-/// a stale connection of it at once (PROTOCOL §4.6).
+/// headers on a WebSocket.
 pub fn websocket(base: &str, instance: &str, token: Option<&str>) -> String {
-    let mut url = String::from("ws");
-    url.push_str(base.strip_prefix("http").unwrap_or(base));
-    let mut url = endpoint(&url, "ws");
-    param(&mut url, "instance", instance);
+    let rest = base.strip_prefix("http").unwrap_or(base);
+    let mut url = stream("ws", rest, "ws", instance);
     if let Some(t) = token {
         param(&mut url, "access_token", t);
     }
     url
 }
 
-/// The SSE endpoint: unnamed events (every event reaches `onmessage`),
-/// heartbeats as events (a script cannot see comments), the topics, the
-/// position to resume after, the channel instance, and the token
+/// The SSE endpoint: the channel instance, unnamed events (every event
+/// reaches `onmessage`), heartbeats as events (a script cannot see
+/// comments), the topics, the position to resume after, and the token
 /// (`EventSource` cannot set headers either).
 pub fn sse(
     base: &str,
@@ -165,9 +164,8 @@ pub fn sse(
     since: Option<&str>,
     token: Option<&str>,
 ) -> String {
-    let mut url = endpoint(base, "sse");
-    url.push_str("?named=false&heartbeat=event");
-    param(&mut url, "instance", instance);
+    let mut url = stream("", base, "sse", instance);
+    url.push_str("&named=false&heartbeat=event");
     for t in topics {
         param(&mut url, "topic", t);
     }
@@ -182,7 +180,7 @@ pub fn sse(
 
 /// The publish endpoint an SSE channel POSTs its emits to.
 pub fn events(base: &str) -> String {
-    endpoint(base, "events")
+    endpoint("", base, "events")
 }
 
 /// `Bearer <token>`, the `Authorization` header of a POST.
@@ -322,7 +320,7 @@ mod tests {
                 Some("m1-2"),
                 Some("t")
             ),
-            "http://h/v1/sse?named=false&heartbeat=event&instance=i&topic=a.%3E&topic=%C3%A9&lastEventId=m1-2&access_token=t"
+            "http://h/v1/sse?instance=i&named=false&heartbeat=event&topic=a.%3E&topic=%C3%A9&lastEventId=m1-2&access_token=t"
         );
         assert_eq!(events("http://h"), "http://h/v1/events");
         let mut s = String::new();
