@@ -415,11 +415,13 @@ impl Channel {
             let Some(h) = i.and_then(|i| list::take(&mut hs, i)) else {
                 return;
             };
-            let still_used = hs.iter().any(|o| o.pattern == h.pattern);
-            (!still_used).then_some(h.pattern.as_str().to_owned())
+            // The same text is the same pattern.
+            let p = h.pattern.as_str();
+            let still_used = hs.iter().any(|o| o.pattern.as_str() == p);
+            (!still_used).then_some(h)
         };
-        if let Some(p) = removed {
-            self.feed(Input::RemovePattern(&p));
+        if let Some(h) = removed {
+            self.feed(Input::RemovePattern(h.pattern.as_str()));
         }
     }
 
