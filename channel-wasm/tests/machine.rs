@@ -468,23 +468,25 @@ fn bad_emits_are_rejected_before_they_leave() {
     );
 }
 
-#[test]
-fn close_rejects_everything_pending_and_later_emits() {
-    let mut m = open_ws();
-    act(&mut m, emit(1, "ui.a"), 3.0);
-    act(&mut m, Input::Closed { code: None }, 4.0);
-    act(&mut m, emit(2, "ui.a"), 5.0);
-    let out = act(&mut m, Input::Close, 6.0);
-    let rejected: Vec<u64> = out
-        .iter()
+/// The emits that `out` rejects as `closed`, in order.
+fn closed(out: &[A]) -> Vec<u64> {
+    out.iter()
         .filter_map(|a| match a {
             Action::Reject {
                 reference, code, ..
             } if code == "closed" => Some(*reference),
             _ => None,
         })
-        .collect();
-    assert_eq!(rejected, [1, 2]);
+        .collect()
+}
+
+#[test]
+fn close_rejects_everything_pending_and_later_emits() {
+    let mut m = open_ws();
+    act(&mut m, emit(1, "ui.a"), 3.0);
+    act(&mut m, Input::Closed { code: None }, 4.0);
+    act(&mut m, emit(2, "ui.a"), 5.0);
+    assert_eq!(closed(&act(&mut m, Input::Close, 6.0)), [1, 2]);
     assert_eq!(m.state(), State::Closed);
     assert!(
         matches!(act(&mut m, emit(3, "ui.a"), 7.0).as_slice(), [Action::Reject { reference: 3, code, .. }] if code == "closed")
@@ -502,16 +504,7 @@ fn close_rejects_everything_pending_and_later_emits() {
     act(&mut m, welcome(Some(true)), 1.0);
     act(&mut m, emit(1, "ui.a"), 2.0);
     act(&mut m, emit(2, "ui.b"), 3.0);
-    let rejected: Vec<u64> = act(&mut m, Input::Close, 4.0)
-        .iter()
-        .filter_map(|a| match a {
-            Action::Reject {
-                reference, code, ..
-            } if code == "closed" => Some(*reference),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(rejected, [1, 2]);
+    assert_eq!(closed(&act(&mut m, Input::Close, 4.0)), [1, 2]);
 }
 
 #[test]
