@@ -11,7 +11,7 @@ use crate::list;
 use crate::outgoing::{self, push_u64};
 use crate::prelude::*;
 use crate::recent::RecentIds;
-use eventwire_protocol::{ErrorCode, Topic};
+use eventwire_protocol::{ErrorCode, Pattern};
 
 /// A transport the machine can ask for. Its order is part of the browser
 /// side: `js/io.js` (`TRANSPORTS`) names `kind as u32 + 1`.
@@ -633,9 +633,15 @@ impl<P> Machine<P> {
     }
 
     fn emit(&mut self, ty: &str, emit: Emit) {
-        if let Err(e) = Topic::check(ty) {
-            // Named, not read from `e` (see `Channel::subscribe`).
-            return self.reject(emit.reference, ErrorCode::InvalidTopic.as_str(), &e.message);
+        // A topic is a pattern without wildcards: the pattern grammar, which
+        // `subscribe` needs anyway, checks it, so the client carries one
+        // walker of it instead of two (`Topic::check` cost ~400 B gzip).
+        // The code is named, not read from an error (see
+        // `Channel::subscribe`).
+        if !Pattern::parse(ty).is_ok_and(|p| p.is_literal()) {
+            let m = "an event's type must be a topic: up to 16 dot-separated segments of \
+                     A-Z, a-z, 0-9, '_' and '-', each up to 64 bytes, 255 in all";
+            return self.reject(emit.reference, ErrorCode::InvalidTopic.as_str(), m);
         }
         if emit.json.len() > self.max_event_bytes {
             let mut m = String::from("the event is larger than the gateway's limit of ");

@@ -4,6 +4,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use eventwire_channel::machine::{Action, Config, Emit, Input, Kind, Machine, Preference, State};
+use eventwire_protocol::Topic;
+use eventwire_protocol::topic::{MAX_SEGMENT_LEN, MAX_SEGMENTS, MAX_TOPIC_LEN};
 
 type M = Machine<String>;
 type A = Action<String>;
@@ -466,6 +468,50 @@ fn bad_emits_are_rejected_before_they_leave() {
     assert!(
         matches!(act(&mut m, big, 4.0).as_slice(), [Action::Reject { code, .. }] if code == "event_too_large")
     );
+}
+
+#[test]
+fn an_emit_s_type_is_checked_as_the_protocol_checks_a_topic() {
+    // The machine checks a type with the pattern grammar (a topic is a
+    // pattern without wildcards): it must accept exactly what
+    // `Topic::check`, the gateway's rule, accepts.
+    let long_segment = "s".repeat(MAX_SEGMENT_LEN + 1);
+    let long_topic = ["abcdefghijklmno"; 16].join(".");
+    let types = [
+        "a",
+        "a.b",
+        "A-Z_09.x",
+        "a.*",
+        "*",
+        ">",
+        "a.>",
+        "a.>.b",
+        "a..b",
+        ".a",
+        "a.",
+        "",
+        "bad topic",
+        "a/b",
+        "é",
+        "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p",
+        "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q",
+        &long_segment,
+        &long_topic,
+    ];
+    let mut m = open_ws();
+    for (i, ty) in types.iter().enumerate() {
+        let out = act(&mut m, emit(i as u64 + 10, ty), 3.0);
+        let refused =
+            matches!(out.as_slice(), [Action::Reject { code, .. }] if code == "invalid_topic");
+        assert_eq!(refused, Topic::check(ty).is_err(), "{ty:?}: {out:?}");
+        if let [Action::Reject { code, message, .. }] = out.as_slice()
+            && code == "invalid_topic"
+        {
+            for limit in [MAX_SEGMENTS, MAX_SEGMENT_LEN, MAX_TOPIC_LEN] {
+                assert!(message.contains(&limit.to_string()), "{message}");
+            }
+        }
+    }
 }
 
 /// The emits that `out` rejects as `closed`, in order.
