@@ -5,7 +5,8 @@
 // "capacity overflow" and "memory allocation of … bytes failed", the
 // `/rustc/<commit>/library/alloc/src/…` paths of their source locations,
 // and core's table of decimal digits that formatting the size would use.
-// (Step 34 of docs/CLIENT-SIZE.md.)
+// (docs/CLIENT-SIZE.md: the step that introduced it, and "What would get
+// it to 14 KB".)
 //
 // Why they are there at all: every `Vec` or `String` that grows can, in
 // principle, overflow its capacity or fail to allocate, and `alloc` then
