@@ -97,7 +97,8 @@ impl Channel {
             },
             min_backoff_ms: or(min_backoff_ms, defaults.min_backoff_ms),
             max_backoff_ms: or(max_backoff_ms, defaults.max_backoff_ms),
-            outbox_max: or(outbox_size, defaults.outbox_max as f64).max(0.0) as usize,
+            // `as` saturates: a negative size is 0.
+            outbox_max: or(outbox_size, defaults.outbox_max as f64) as usize,
             connect_timeout_ms: or(attempt_timeout_ms, defaults.connect_timeout_ms),
             dedupe_ids: defaults.dedupe_ids,
         };
