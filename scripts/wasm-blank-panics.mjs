@@ -35,6 +35,7 @@
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { reader, sections } from './wasm-module.mjs';
 
 const file = process.argv[2];
 const fail = (why) => {
@@ -45,43 +46,20 @@ const wasm = readFileSync(file);
 
 // The active data segments: [address, offset in the file, length].
 function segments() {
-  let at = 8;
-  const leb = () => {
-    let n = 0, shift = 0, b;
-    do {
-      b = wasm[at++];
-      n += (b & 0x7f) * 2 ** shift;
-      shift += 7;
-    } while (b & 0x80);
-    return n;
-  };
-  const sleb = () => {
-    let n = 0, shift = 0, b;
-    do {
-      b = wasm[at++];
-      n |= (b & 0x7f) << shift;
-      shift += 7;
-    } while (b & 0x80);
-    return shift < 32 && b & 0x40 ? n | (-1 << shift) : n;
-  };
-  while (at < wasm.length) {
-    const id = wasm[at++];
-    const size = leb();
-    const end = at + size;
-    if (id == 11) {
-      const out = [];
-      for (let count = leb(); count--; ) {
-        const flags = leb();
-        if (flags != 0 || wasm[at++] != 0x41) fail('a data segment that is not active at an i32.const');
-        const address = sleb();
-        if (wasm[at++] != 0x0b) fail('a data segment offset that is not a constant');
-        const len = leb();
-        out.push([address, at, len]);
-        at += len;
-      }
-      return out;
+  for (const section of sections(wasm)) {
+    if (section.id != 11) continue;
+    const r = reader(wasm, section.at);
+    const out = [];
+    for (let count = r.u(); count--; ) {
+      const flags = r.u();
+      if (flags != 0 || wasm[r.at++] != 0x41) fail('a data segment that is not active at an i32.const');
+      const address = r.s();
+      if (wasm[r.at++] != 0x0b) fail('a data segment offset that is not a constant');
+      const len = r.u();
+      out.push([address, r.at, len]);
+      r.at += len;
     }
-    at = end;
+    return out;
   }
   fail('no data section');
 }
