@@ -252,13 +252,10 @@ impl Strings {
 }
 
 impl Drop for Strings {
-    /// Hands the allocation back for the next call, unless a nested call
-    /// has left a larger one.
+    /// Hands the allocation back for the next call (one a nested call left
+    /// there is freed).
     fn drop(&mut self) {
         // SAFETY: as in `buffer`.
-        let args = unsafe { &mut *ARGS.0.get() };
-        if args.capacity() < self.bytes.capacity() {
-            *args = core::mem::take(&mut self.bytes);
-        }
+        core::mem::swap(unsafe { &mut *ARGS.0.get() }, &mut self.bytes);
     }
 }
