@@ -11,7 +11,9 @@ impl Backoff {
     pub fn new(min_ms: f64, max_ms: f64) -> Backoff {
         Backoff {
             min_ms,
-            max_ms: max_ms.max(min_ms),
+            // A compare, not `f64::max` (which calls `fmax` for NaN, and
+            // the options are never NaN here).
+            max_ms: if max_ms > min_ms { max_ms } else { min_ms },
         }
     }
 

@@ -620,7 +620,9 @@ impl<P> Machine<P> {
             .min(self.resubscribe_at)
             .min(liveness);
         if next < NEVER {
-            self.actions.push(Action::Wake((next - now).max(0.0)));
+            let ms = next - now;
+            self.actions
+                .push(Action::Wake(if ms > 0.0 { ms } else { 0.0 }));
         }
     }
 
