@@ -21,7 +21,12 @@ impl Backoff {
     /// between the minimum and `min × 2^(attempt-1)`, capped at the maximum.
     pub fn delay(&self, attempt: u32, random: f64) -> f64 {
         let exp = (1u32 << attempt.saturating_sub(1).min(30)) as f64;
-        let cap = (self.min_ms * exp).min(self.max_ms);
+        let grown = self.min_ms * exp;
+        let cap = if grown < self.max_ms {
+            grown
+        } else {
+            self.max_ms
+        };
         self.min_ms + (cap - self.min_ms) * random.clamp(0.0, 1.0)
     }
 }

@@ -434,7 +434,7 @@ impl<P> Machine<P> {
                         }
                         (Phase::Open | Phase::Welcoming, Some(Kind::Sse)) => {
                             // Coalesce a burst of subscribes into one reopen.
-                            self.resubscribe_at = self.resubscribe_at.min(now);
+                            self.resubscribe_at = earlier(self.resubscribe_at, now);
                         }
                         _ => {}
                     }
@@ -612,13 +612,13 @@ impl<P> Machine<P> {
         } else {
             NEVER
         };
-        let next = self
-            .reconnect_at
-            .min(self.attempt_deadline)
-            .min(self.ping_at)
-            .min(self.retry_post_at)
-            .min(self.resubscribe_at)
-            .min(liveness);
+        let next = earlier(
+            earlier(
+                earlier(self.reconnect_at, self.attempt_deadline),
+                earlier(self.ping_at, self.retry_post_at),
+            ),
+            earlier(self.resubscribe_at, liveness),
+        );
         if next < NEVER {
             let ms = next - now;
             self.actions
@@ -701,4 +701,10 @@ impl<P> Machine<P> {
             _ => {}
         }
     }
+}
+
+/// The earlier of two deadlines (never NaN): a compare, where `f64::min`
+/// calls `fmin` for the NaN cases.
+fn earlier(a: f64, b: f64) -> f64 {
+    if b < a { b } else { a }
 }
