@@ -94,6 +94,10 @@ fn memory_end() -> usize {
     0
 }
 
+/// `realloc` is the trait's own (allocate, copy, free): a vector or string
+/// grows to at least twice its capacity, which always takes it past its
+/// power-of-two block, so a keep-the-block shortcut was never taken and
+/// only cost download.
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: no other reference to the state is alive (one thread, and
@@ -141,24 +145,6 @@ unsafe impl GlobalAlloc for Heap {
             // SAFETY: the block is ours again and at least a pointer wide.
             unsafe { *(block as *mut usize) = *head };
             *head = block as usize;
-        }
-    }
-
-    unsafe fn realloc(&self, block: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let Ok(new) = Layout::from_size_align(new_size, layout.align()) else {
-            return ptr::null_mut();
-        };
-        if class(new) == class(layout) {
-            return block; // Still fits its block.
-        }
-        // SAFETY: the GlobalAlloc contract, as the default `realloc` does it.
-        unsafe {
-            let fresh = self.alloc(new);
-            if !fresh.is_null() {
-                ptr::copy_nonoverlapping(block, fresh, layout.size().min(new_size));
-                self.dealloc(block, layout);
-            }
-            fresh
         }
     }
 }
