@@ -208,7 +208,8 @@ const HEAD: usize = 4 * SLOTS;
 /// own.
 pub struct Strings {
     bytes: Vec<u8>,
-    lens: [i32; SLOTS],
+    /// Where each string starts in `bytes`, and its length (-1: absent).
+    spans: [(usize, i32); SLOTS],
 }
 
 impl Strings {
@@ -217,32 +218,29 @@ impl Strings {
     pub fn take() -> Strings {
         // SAFETY: as in `buffer`.
         let mut bytes = core::mem::take(unsafe { &mut *ARGS.0.get() });
-        let mut lens = [-1; SLOTS];
+        let mut spans = [(0, -1); SLOTS];
         let mut total = HEAD;
         if bytes.capacity() >= HEAD {
-            for (i, len) in lens.iter_mut().enumerate() {
+            for (i, span) in spans.iter_mut().enumerate() {
                 // SAFETY: the glue wrote the header, and `buffer` made room
                 // for it.
-                *len = unsafe { bytes.as_ptr().cast::<i32>().add(i).read_unaligned() };
-                total += (*len).max(0) as usize;
+                let len = unsafe { bytes.as_ptr().cast::<i32>().add(i).read_unaligned() };
+                *span = (total, len);
+                total += len.max(0) as usize;
             }
         }
         // SAFETY: the glue wrote `total` bytes from the start of the
         // buffer, which `buffer` made at least that large; `min` keeps a
         // wrong length from reaching past the allocation.
         unsafe { bytes.set_len(total.min(bytes.capacity())) };
-        Strings { bytes, lens }
+        Strings { bytes, spans }
     }
 
     /// String `i`, if the glue gave one.
     pub fn get(&self, i: usize) -> Option<&str> {
-        let len = *self.lens.get(i)?;
+        let &(start, len) = self.spans.get(i)?;
         if len < 0 {
             return None;
-        }
-        let mut start = HEAD;
-        for &l in self.lens.get(..i)? {
-            start += l.max(0) as usize;
         }
         let bytes = self.bytes.get(start..start + len as usize)?;
         // SAFETY: `TextEncoder.encodeInto` writes whole UTF-8 sequences
