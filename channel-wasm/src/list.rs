@@ -1,5 +1,5 @@
-//! `Vec::remove` without its panic, and moving one vector to the front of
-//! another. The standard `remove` checks the index and panics with a
+//! `Vec::remove` without its panic, and `Vec::append` without its second
+//! helper. The standard `remove` checks the index and panics with a
 //! formatted message when it is out of range; even though the client's
 //! panic handler never formats it, the message, its arguments and the
 //! source location stay in the download. `take` answers `None` instead,
@@ -27,20 +27,18 @@ pub fn take<T>(v: &mut Vec<T>, i: usize) -> Option<T> {
     }
 }
 
-/// Moves every element of `front`, in order, before those of `v`: one
-/// move of each, where `front.append(v)` and a swap would compile in
-/// `Vec::append` beside `push_front`.
-pub fn prepend<T>(v: &mut Vec<T>, front: &mut Vec<T>) {
-    let (n, len) = (front.len(), v.len());
+/// Moves every element of `from`, in order, after those of `v`, leaving
+/// `from` empty: what `Vec::append` does, without the second compiled
+/// helper it brings.
+pub fn append<T>(v: &mut Vec<T>, from: &mut Vec<T>) {
+    let (n, len) = (from.len(), v.len());
     v.reserve(n);
-    // SAFETY: `reserve` made room for `n` more; the `len` elements of `v`
-    // move up `n` places, the `n` of `front` are copied into the gap and
-    // `front` forgets them (its length 0), so each is owned once.
+    // SAFETY: `reserve` made room for `n` more after the `len` elements of
+    // `v`; the `n` of `from` are copied there and `from` forgets them (its
+    // length 0), so each is owned once.
     unsafe {
-        let at = v.as_mut_ptr();
-        ptr::copy(at, at.add(n), len);
-        ptr::copy_nonoverlapping(front.as_ptr(), at, n);
-        front.set_len(0);
+        ptr::copy_nonoverlapping(from.as_ptr(), v.as_mut_ptr().add(len), n);
+        from.set_len(0);
         v.set_len(len + n);
     }
 }
@@ -61,16 +59,17 @@ mod tests {
     }
 
     #[test]
-    fn prepend_keeps_both_orders() {
-        let mut v: Vec<String> = vec!["c".into(), "d".into()];
-        let mut front: Vec<String> = vec!["a".into(), "b".into()];
-        prepend(&mut v, &mut front);
+    fn append_keeps_both_orders() {
+        let mut v: Vec<String> = vec!["a".into(), "b".into()];
+        let mut from: Vec<String> = vec!["c".into(), "d".into()];
+        append(&mut v, &mut from);
         assert_eq!(v, ["a", "b", "c", "d"]);
-        assert!(front.is_empty());
-        prepend(&mut v, &mut front);
+        assert!(from.is_empty());
+        append(&mut v, &mut from);
         assert_eq!(v, ["a", "b", "c", "d"]);
         let mut empty = Vec::new();
-        prepend(&mut empty, &mut v);
+        append(&mut empty, &mut v);
         assert_eq!(empty, ["a", "b", "c", "d"]);
+        assert!(v.is_empty());
     }
 }

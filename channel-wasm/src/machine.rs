@@ -663,7 +663,8 @@ impl<P> Machine<P> {
 
     /// What was in flight goes back to the front of the outbox, in order.
     fn requeue(&mut self) {
-        list::prepend(&mut self.outbox, &mut self.inflight);
+        list::append(&mut self.inflight, &mut self.outbox);
+        core::mem::swap(&mut self.outbox, &mut self.inflight);
     }
 
     /// Takes the emit `reference` out of the in-flight list, if it is there.
@@ -683,11 +684,12 @@ impl<P> Machine<P> {
         }
         match self.kind {
             Some(Kind::WebSocket) => {
-                for e in core::mem::take(&mut self.outbox) {
+                for e in &self.outbox {
                     let frame = outgoing::emit(e.reference, &e.json);
                     self.actions.push(Action::Send(frame));
-                    self.inflight.push(e);
                 }
+                // All of them are in flight now, after those already were.
+                list::append(&mut self.inflight, &mut self.outbox);
             }
             Some(Kind::Sse) if self.inflight.is_empty() && self.retry_post_at == NEVER => {
                 if let Some(e) = list::take(&mut self.outbox, 0) {
