@@ -129,26 +129,31 @@ impl Channel {
             _ => "",
         };
         let actions = write(&self.machine).handle(input, abi::now(), abi::random());
-        for a in actions {
+        // By reference: no by-value iterator over the actions (and its drop
+        // glue) in the download.
+        for a in &actions {
             self.perform(a, ty);
         }
     }
 
     /// Carries out `action`; `ty` is the type of the event just fed.
-    fn perform(&self, action: Action<Current>, ty: &str) {
+    fn perform(&self, action: &Action<Current>, ty: &str) {
         let h = self.h;
-        match action {
+        match *action {
             Action::Open { kind } => self.open(kind),
             Action::CloseTransport => self.let_go(),
-            Action::Send(text) => self.send(&text),
-            Action::Post { reference, json } => {
+            Action::Send(ref text) => self.send(text),
+            Action::Post {
+                reference,
+                ref json,
+            } => {
                 let url = outgoing::events(&self.base);
                 let auth = read(&self.token).as_deref().map(outgoing::bearer);
                 abi::post(
                     h,
                     reference as f64,
                     &url,
-                    &json,
+                    json,
                     auth.as_deref().unwrap_or(""),
                 );
             }
@@ -156,9 +161,9 @@ impl Channel {
             Action::Resolve { reference, .. } => abi::resolve(h, reference as f64),
             Action::Reject {
                 reference,
-                code,
-                message,
-            } => abi::failure(h, reference as f64, &code, &message),
+                ref code,
+                ref message,
+            } => abi::failure(h, reference as f64, code, message),
             Action::Wake(ms) => self.wake_in(ms),
             Action::State {
                 state,
@@ -174,7 +179,10 @@ impl Channel {
                 recovered.map_or(2, u32::from),
                 delay_ms.unwrap_or(f64::NAN),
             ),
-            Action::Error { code, message } => abi::failure(h, abi::TO_LISTENERS, &code, &message),
+            Action::Error {
+                ref code,
+                ref message,
+            } => abi::failure(h, abi::TO_LISTENERS, code, message),
             Action::Reauth => self.reauth(),
         }
     }
@@ -252,7 +260,7 @@ impl Channel {
                 ids.push(h.id);
             }
         }
-        for id in ids {
+        for &id in &ids {
             abi::deliver(self.h, id);
         }
     }

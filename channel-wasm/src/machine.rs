@@ -456,7 +456,7 @@ impl<P> Machine<P> {
                 self.phase = Phase::Idle;
                 self.actions.push(Action::CloseTransport);
                 self.requeue();
-                for e in core::mem::take(&mut self.outbox) {
+                for e in &core::mem::take(&mut self.outbox) {
                     self.reject(
                         e.reference,
                         code::CLOSED,

@@ -95,7 +95,7 @@ pub fn envelope(id: &str, ty: &str, options: [Option<&str>; 3], data: Option<&st
     push_json_str(&mut e, id);
     e.push_str(",\"type\":");
     push_json_str(&mut e, ty);
-    for (name, value) in ENVELOPE_OPTIONS.iter().zip(options) {
+    for (name, value) in ENVELOPE_OPTIONS.iter().zip(&options) {
         if let Some(value) = value {
             e.push_str(",\"");
             e.push_str(name);
@@ -232,13 +232,8 @@ pub fn push_uri_component(out: &mut String, s: &str) {
 
 /// Two hex digits, upper case as URLs have them (JSON accepts either).
 fn push_hex(out: &mut Vec<u8>, b: u8) {
-    for nibble in [b >> 4, b & 15] {
-        out.extend_from_slice(&[if nibble < 10 {
-            b'0' + nibble
-        } else {
-            b'A' + nibble - 10
-        }]);
-    }
+    let digit = |n: u8| if n < 10 { b'0' + n } else { b'A' + n - 10 };
+    out.extend_from_slice(&[digit(b >> 4), digit(b & 15)]);
 }
 
 /// Appends a decimal number without pulling in the formatting machinery.

@@ -26,9 +26,18 @@ const TOMB: u64 = 1;
 /// in UTF-8, so ("a", "bc") and ("ab", "c") hash different bytes.
 fn fnv1a(source: &str, id: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in source.bytes().chain([0xff]).chain(id.bytes()) {
+    // Plain loops, not a `chain` with an array in it: its iterator is
+    // compiled in for that one byte.
+    let mut eat = |b: u8| {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    for b in source.bytes() {
+        eat(b);
+    }
+    eat(0xff);
+    for b in id.bytes() {
+        eat(b);
     }
     // 0 and 1 mark empty and deleted slots.
     h.max(2)
