@@ -75,7 +75,10 @@ pub extern "C" fn open(
 /// The open channel with `handle`: a clone, so no borrow is held while it
 /// runs JS.
 fn channel(handle: u32) -> Option<Rc<Channel>> {
-    read(&CHANNELS.0).get(handle as usize).cloned().flatten()
+    match read(&CHANNELS.0).get(handle as usize) {
+        Some(Some(c)) => Some(Rc::clone(c)),
+        _ => None,
+    }
 }
 
 /// What the browser reported to channel `handle`: `what` (a
