@@ -34,7 +34,9 @@ pub struct Current;
 /// itself stays on the JS side, which calls it by id.
 struct Handler {
     id: u32,
-    pattern: Pattern,
+    /// A valid pattern's text (`Pattern::check`), matched with
+    /// `Pattern::text_matches`: no parsed segments kept.
+    pattern: String,
 }
 
 pub struct Channel {
@@ -256,7 +258,7 @@ impl Channel {
     fn deliver(&self, ty: &str) {
         let mut ids = Vec::new();
         for h in read(&self.handlers).iter() {
-            if h.pattern.matches(ty) {
+            if Pattern::text_matches(&h.pattern, ty) {
                 ids.push(h.id);
             }
         }
@@ -393,23 +395,20 @@ impl Channel {
     /// whose type matches, without only the pattern is added (the `topics`
     /// option). An invalid pattern answers 0 and has the call throw.
     pub fn subscribe(&self, pattern: &str, handler: bool) -> u32 {
-        // The code is named, not read from the error: `Pattern::parse`
+        // The code is named, not read from the error: `Pattern::check`
         // only fails with it, and `ErrorCode::as_str` on a value would
         // bring every code the gateway has into the download.
-        let parsed = match Pattern::parse(pattern) {
-            Ok(p) => p,
-            Err(e) => {
-                let code = ErrorCode::InvalidPattern.as_str();
-                abi::failure(self.h, abi::TO_CALLER, code, &e.message);
-                return 0;
-            }
-        };
+        if let Err(e) = Pattern::check(pattern) {
+            let code = ErrorCode::InvalidPattern.as_str();
+            abi::failure(self.h, abi::TO_CALLER, code, &e.message);
+            return 0;
+        }
         let id = self.next_id.get();
         self.next_id.set(id.wrapping_add(1));
         if handler {
             let handler = Handler {
                 id,
-                pattern: parsed,
+                pattern: pattern.to_owned(),
             };
             write(&self.handlers).push(handler);
         }
@@ -425,12 +424,11 @@ impl Channel {
                 return;
             };
             // The same text is the same pattern.
-            let p = h.pattern.as_str();
-            let still_used = hs.iter().any(|o| o.pattern.as_str() == p);
+            let still_used = hs.iter().any(|o| o.pattern == h.pattern);
             (!still_used).then_some(h)
         };
         if let Some(h) = removed {
-            self.feed(Input::RemovePattern(h.pattern.as_str()));
+            self.feed(Input::RemovePattern(&h.pattern));
         }
     }
 

@@ -640,7 +640,7 @@ impl<P> Machine<P> {
         // walker of it instead of two (`Topic::check` cost ~400 B gzip).
         // The code is named, not read from an error (see
         // `Channel::subscribe`).
-        if !Pattern::parse(ty).is_ok_and(|p| p.is_literal()) {
+        if Pattern::check(ty).is_err() || !Pattern::text_is_literal(ty) {
             let m = "an event's type must be a topic: up to 16 dot-separated segments of \
                      A-Z, a-z, 0-9, '_' and '-', each up to 64 bytes, 255 in all";
             return self.reject(emit.reference, ErrorCode::InvalidTopic.as_str(), m);

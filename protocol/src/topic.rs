@@ -180,23 +180,57 @@ pub struct Pattern {
 
 impl Pattern {
     pub fn parse(s: &str) -> Result<Pattern, ProtocolError> {
-        let mut segments = Vec::new();
-        walk(s, "pattern", ErrorCode::InvalidPattern, |i, count, seg| {
-            segments.push(match seg {
+        Pattern::check(s)?;
+        let segments = segments(s)
+            .map(|seg| match seg {
                 "*" => Segment::One,
-                ">" if i + 1 == count => Segment::Rest,
-                ">" => return Err("'>' may only be the last segment"),
-                _ => {
-                    literal_segment(seg)?;
-                    Segment::Literal(seg.to_owned())
-                }
-            });
-            Ok(())
-        })?;
+                ">" => Segment::Rest,
+                _ => Segment::Literal(seg.to_owned()),
+            })
+            .collect();
         Ok(Pattern {
             text: s.to_owned(),
             segments,
         })
+    }
+
+    /// Whether `s` is a valid pattern, without building one: the browser
+    /// client keeps a pattern as its text and matches it with
+    /// [`Pattern::text_matches`], so neither the segment vector nor its
+    /// strings are compiled into the download.
+    pub fn check(s: &str) -> Result<(), ProtocolError> {
+        walk(
+            s,
+            "pattern",
+            ErrorCode::InvalidPattern,
+            |i, count, seg| match seg {
+                "*" => Ok(()),
+                ">" if i + 1 == count => Ok(()),
+                ">" => Err("'>' may only be the last segment"),
+                _ => literal_segment(seg),
+            },
+        )
+    }
+
+    /// Whether the valid pattern `pattern`, as text, has no wildcard (a
+    /// valid pattern's segments are literal, `*` or `>`).
+    pub fn text_is_literal(pattern: &str) -> bool {
+        !pattern.bytes().any(|b| b == b'*' || b == b'>')
+    }
+
+    /// [`Pattern::matches`] on the text of the valid pattern `pattern`.
+    pub fn text_matches(pattern: &str, topic: &str) -> bool {
+        let mut parts = segments(topic);
+        for seg in segments(pattern) {
+            let part = parts.next();
+            match seg {
+                ">" => return part.is_some(),
+                "*" if part.is_some() => {}
+                _ if part == Some(seg) => {}
+                _ => return false,
+            }
+        }
+        parts.next().is_none()
     }
 
     pub fn as_str(&self) -> &str {
@@ -316,6 +350,35 @@ mod tests {
             Pattern::parse("a\nb").unwrap_err().code,
             ErrorCode::InvalidPattern
         );
+    }
+
+    /// The text-only checks the browser client uses say what a parsed
+    /// `Pattern` says, for valid and invalid patterns alike.
+    #[test]
+    fn text_checks_agree_with_parsed_patterns() {
+        let patterns = [
+            "a", "a.b", "a.*", "*.b", "a.>", ">", "*", "a.*.c", "a.b.>", "", "a..b", ".a", "a.>.b",
+            ">.a", "a b", "a.**", "a.>>", "a*", "a.b>",
+        ];
+        let topics = [
+            "a", "a.b", "a.c", "b", "a.b.c", "a.x.c", "a.b.c.d", "x.b", "ab",
+        ];
+        for p in patterns {
+            let parsed = Pattern::parse(p);
+            assert_eq!(Pattern::check(p).is_ok(), parsed.is_ok(), "{p:?}");
+            if let Err(e) = &parsed {
+                assert_eq!(Pattern::check(p).unwrap_err().message, e.message);
+            }
+            let Ok(parsed) = parsed else { continue };
+            assert_eq!(Pattern::text_is_literal(p), parsed.is_literal(), "{p:?}");
+            for t in topics {
+                assert_eq!(
+                    Pattern::text_matches(p, t),
+                    parsed.matches(t),
+                    "{p:?} on {t:?}"
+                );
+            }
+        }
     }
 
     #[test]
