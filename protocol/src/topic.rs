@@ -71,7 +71,13 @@ fn walk(
     if count > MAX_SEGMENTS {
         return Err(err("has more than 16 segments"));
     }
-    for (i, seg) in segments(s).enumerate() {
+    // By position, not with `segments`: the browser client then compiles
+    // no segment iterator at all (`Pattern::text_matches` reads bytes).
+    let mut rest = s;
+    for i in 0..count {
+        let end = rest.bytes().position(|b| b == b'.').unwrap_or(rest.len());
+        let seg = rest.get(..end).unwrap_or_default();
+        rest = rest.get(end + 1..).unwrap_or_default();
         if seg.is_empty() {
             return Err(err("has an empty segment"));
         }
@@ -219,19 +225,43 @@ impl Pattern {
         !pattern.bytes().any(|b| b == b'*' || b == b'>')
     }
 
-    /// [`Pattern::matches`] on the text of the valid pattern `pattern`.
+    /// [`Pattern::matches`] on the text of the valid pattern `pattern`,
+    /// byte by byte: each pattern segment against the topic's next one,
+    /// `*` skipping one and `>`, always last, needing at least one.
     pub fn text_matches(pattern: &str, topic: &str) -> bool {
-        let mut parts = segments(topic);
-        for seg in segments(pattern) {
-            let part = parts.next();
-            match seg {
-                ">" => return part.is_some(),
-                "*" if part.is_some() => {}
-                _ if part == Some(seg) => {}
+        let (p, t) = (pattern.as_bytes(), topic.as_bytes());
+        let (mut i, mut j) = (0, 0);
+        loop {
+            // At the start of a segment on both sides.
+            match p.get(i) {
+                Some(b'>') => return j < t.len(),
+                Some(b'*') if j < t.len() => {
+                    i += 1;
+                    while t.get(j).is_some_and(|&b| b != b'.') {
+                        j += 1;
+                    }
+                }
+                Some(b'*') => return false,
+                _ => {
+                    while let Some(&b) = p.get(i).filter(|&&b| b != b'.') {
+                        if t.get(j) != Some(&b) {
+                            return false;
+                        }
+                        i += 1;
+                        j += 1;
+                    }
+                }
+            }
+            // At the end of a segment on both sides, or a mismatch.
+            match (p.get(i), t.get(j)) {
+                (None, None) => return true,
+                (Some(b'.'), Some(b'.')) => {
+                    i += 1;
+                    j += 1;
+                }
                 _ => return false,
             }
         }
-        parts.next().is_none()
     }
 
     pub fn as_str(&self) -> &str {
