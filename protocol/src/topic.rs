@@ -274,9 +274,7 @@ impl Pattern {
 
     /// True when the pattern has no wildcard, so it names one topic.
     pub fn is_literal(&self) -> bool {
-        self.segments
-            .iter()
-            .all(|s| matches!(s, Segment::Literal(_)))
+        Pattern::text_is_literal(&self.text)
     }
 
     /// Whether every topic that `other` matches is also matched by `self`:
@@ -302,24 +300,10 @@ impl Pattern {
     }
 
     /// Whether `topic` (assumed valid) matches this pattern.
+    /// One matcher for the gateway and the browser client (which keeps
+    /// only the text): [`Pattern::text_matches`].
     pub fn matches(&self, topic: &str) -> bool {
-        let mut parts = segments(topic);
-        for seg in &self.segments {
-            match seg {
-                Segment::Rest => return parts.next().is_some(),
-                Segment::One => {
-                    if parts.next().is_none() {
-                        return false;
-                    }
-                }
-                Segment::Literal(lit) => {
-                    if parts.next() != Some(lit.as_str()) {
-                        return false;
-                    }
-                }
-            }
-        }
-        parts.next().is_none()
+        Pattern::text_matches(&self.text, topic)
     }
 }
 
@@ -387,6 +371,21 @@ mod tests {
     /// `Pattern` says, for valid and invalid patterns alike.
     #[test]
     fn text_checks_agree_with_parsed_patterns() {
+        // The byte-wise matcher against NATS semantics stated segment by
+        // segment, on the parsed pattern.
+        fn by_segments(pattern: &[Segment], topic: &str) -> bool {
+            let mut parts = topic.split('.');
+            for seg in pattern {
+                let part = parts.next();
+                match seg {
+                    Segment::Rest => return part.is_some(),
+                    Segment::One if part.is_some() => {}
+                    Segment::Literal(lit) if part == Some(lit.as_str()) => {}
+                    _ => return false,
+                }
+            }
+            parts.next().is_none()
+        }
         let patterns = [
             "a", "a.b", "a.*", "*.b", "a.>", ">", "*", "a.*.c", "a.b.>", "", "a..b", ".a", "a.>.b",
             ">.a", "a b", "a.**", "a.>>", "a*", "a.b>",
@@ -401,11 +400,15 @@ mod tests {
                 assert_eq!(Pattern::check(p).unwrap_err().message, e.message);
             }
             let Ok(parsed) = parsed else { continue };
-            assert_eq!(Pattern::text_is_literal(p), parsed.is_literal(), "{p:?}");
+            let literal = parsed
+                .segments()
+                .iter()
+                .all(|s| matches!(s, Segment::Literal(_)));
+            assert_eq!(Pattern::text_is_literal(p), literal, "{p:?}");
             for t in topics {
                 assert_eq!(
                     Pattern::text_matches(p, t),
-                    parsed.matches(t),
+                    by_segments(parsed.segments(), t),
                     "{p:?} on {t:?}"
                 );
             }
