@@ -66,7 +66,7 @@ export interface ConnectOptions {
   since?: string;
   /** A token, or a function returning one (or a promise of one), called on every connect. */
   token?: string | (() => string | Promise<string>);
-  /** How long `connect()` waits for the first connection (ms, default 10000; 0 waits forever). */
+  /** How long `connect()` waits for the first connection (ms, default 10000; 0, or 2^31 ms and more, waits forever). */
   connectTimeoutMs?: number;
   /** How long one connection attempt may take to be welcomed (ms, default 10000). */
   attemptTimeoutMs?: number;

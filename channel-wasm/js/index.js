@@ -1,7 +1,7 @@
 // eventwire: the typed EventChannel for browsers. The logic is Rust compiled
 // to WebAssembly (eventwire_channel_bg.wasm); this file loads it on first use
 // and gives it the shape index.d.ts describes.
-import { Callbacks, bind, failure, imports, opened, pending, put, uuid } from './io.js';
+import { Callbacks, bind, failure, imports, json, opened, pending, put, uuid } from './io.js';
 
 let loading;
 
@@ -73,11 +73,12 @@ export class EventChannel {
     if (options.share || options.persist)
       return (await import(new URL('./share.js', import.meta.url))).layer(
         options,
-        EventChannel.connect,
+        EventChannel,
         Callbacks,
         failure,
         uuid,
         opened,
+        json,
       );
     // The options, read and checked. Patterns, in `topics` as everywhere,
     // are checked by the Rust side, which shares the gateway's grammar.
@@ -134,18 +135,12 @@ export class EventChannel {
     return new Promise((resolve, reject) => {
       // The wasm let a closed channel go.
       if (side.closed) throw failure('closed', 'the channel is closed');
-      let json;
-      try {
-        json = JSON.stringify(data);
-      } catch (e) {
-        // A cycle, a BigInt.
-        throw failure('invalid_event', e?.message ?? String(e));
-      }
+      const d = json(data);
       let { id, correlationid, subject, source } = options ?? {};
       if (typeof id != 'string') id = uuid();
       const ref = ++refs;
       pending.set(ref, [resolve, reject]);
-      call(side.h, EMIT, ref, [type, id, correlationid, subject, source, json]);
+      call(side.h, EMIT, ref, [type, id, correlationid, subject, source, d]);
     });
   }
 

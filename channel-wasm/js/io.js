@@ -105,6 +105,18 @@ function frame(ch, tag, n, data, sse) {
 export const failure = (code, message, cause) =>
   Object.assign(Error(message, cause === undefined ? cause : { cause }), { code });
 
+/** An emit's `data` as the JSON the gateway gets (`undefined` stays
+ * undefined: the envelope then has no `data`). What JSON cannot hold (a
+ * cycle, a BigInt) throws `invalid_event`. index.js and share.js both
+ * encode with it. */
+export const json = (data) => {
+  try {
+    return JSON.stringify(data);
+  } catch (e) {
+    throw failure('invalid_event', e?.message ?? String(e));
+  }
+};
+
 /** An event id or a channel instance: `crypto.randomUUID()` where the page
  * is a secure context, else 128 random bits as four decimal numbers. */
 export const uuid = () => crypto.randomUUID?.() ?? crypto.getRandomValues(new Uint32Array(4)).join('-');
@@ -188,11 +200,14 @@ export const imports = {
       );
   },
   /** `TICK` after `ms`, instead of the pending one; a negative `ms` only
-   * cancels. */
+   * cancels. At most after 2e9 ms (23 days): `setTimeout` fires a delay of
+   * 2^31 ms or more at once, and a deadline that far (an `attemptTimeoutMs`
+   * or `maxBackoffMs` that large) would wake the channel in a loop. Woken
+   * early, the wasm finds nothing due and asks again. */
   w(h, ms) {
     const ch = channels[h];
     clearTimeout(ch.timer);
-    if (ms >= 0) ch.timer = setTimeout(sig, ms, ch, TICK, 0);
+    if (ms >= 0) ch.timer = setTimeout(sig, Math.min(ms, 2e9), ch, TICK, 0);
   },
   /** A state change, to a copy of the listeners: one may add or remove
    * listeners while it runs. */
@@ -229,8 +244,9 @@ export const imports = {
 };
 
 /** Resolves once `cb` reports `open`; rejects with `closed` if it closes
- * first, or, after the `connectTimeoutMs` of `options` (default 10 s; 0 or
- * Infinity: no limit), calls `close()` and rejects with `connect_timeout`.
+ * first, or, after the `connectTimeoutMs` of `options` (default 10 s; 0, or
+ * 2^31 ms and more, which `setTimeout` would fire at once: no limit), calls
+ * `close()` and rejects with `connect_timeout`.
  * Both `connect`s (index.js, and share.js's) wait with it. */
 export const opened = (cb, { url, connectTimeoutMs }, close) =>
   new Promise((resolve, reject) => {
@@ -246,7 +262,7 @@ export const opened = (cb, { url, connectTimeoutMs }, close) =>
     );
     const timer =
       ms > 0 &&
-      ms < 1 / 0 &&
+      ms < 2 ** 31 &&
       setTimeout(() => {
         end(failure('connect_timeout', `no connection to ${url} within ${ms} ms`));
         close();

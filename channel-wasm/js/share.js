@@ -66,11 +66,12 @@ async function identity(token) {
   return h ? new Uint8Array(h).join() : [t];
 }
 
-/** `EventChannel.connect` with `share` or `persist`; `connect` opens a
- * plain channel. Resolves once this tab's channel, or the leader's, is open.
- * The rest are io.js's, passed in by index.js (not imported: this file is
- * a chunk of its own, loaded by import(), and the core stays one chunk). */
-export async function layer(o, connect, Callbacks, failure, uuid, opened) {
+/** `EventChannel.connect` with `share` or `persist`; `E` is the plain
+ * `EventChannel`, whose `connect` opens a plain channel. Resolves once this
+ * tab's channel, or the leader's, is open. The rest are io.js's, passed in
+ * by index.js (not imported: this file is a chunk of its own, loaded by
+ * import(), and the core stays one chunk). */
+export async function layer(o, E, Callbacks, failure, uuid, opened, json) {
   const id = await identity(o.token);
   const key = `eventwire ${o.url} ${id}`;
   const me = uuid();
@@ -183,7 +184,7 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
     // what the old leader never passed on. Waits as long as it takes: the
     // app's connectTimeoutMs is this layer's, and a later leader has no one
     // to give up to.
-    const ch = await connect({ ...o, share: 0, persist: 0, topics: union(), since: last, connectTimeoutMs: 0 }).catch((e) => {
+    const ch = await E.connect({ ...o, share: 0, persist: 0, topics: union(), since: last, connectTimeoutMs: 0 }).catch((e) => {
       fatal = e;
       tab.close();
     });
@@ -284,10 +285,10 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
     else if (t == ERROR && !leading) cb.report(failure(a, b));
   };
 
-  const tab = {
-    /** `'leader'` or `'follower'` with `share`; false when this tab has a
-     * connection of its own (no `share`, or no Web Locks / BroadcastChannel). */
-    shared: !!bc && 'follower',
+  /** What the app gets: an `EventChannel` (its `state`, `transport`,
+   * `onState` and `onError` are the plain channel's, over `cb`) whose
+   * subscribe, emit, position and close go through this layer. */
+  const tab = new (class extends E {
     subscribe(pattern, handler) {
       if (!PATTERN.test(pattern)) throw failure('invalid_pattern', `invalid pattern: ${pattern}`);
       // A handler that throws reports `handler_error`; none: only subscribes.
@@ -295,39 +296,26 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
       subs.set(f, pattern);
       announce();
       return () => subs.delete(f) && announce();
-    },
+    }
     /** Kept (with `persist`) before it is sent, so a reload after `emit`
      * returns finds it; the emits of one tick share one transaction. The
-     * data travels as the JSON the gateway gets: what JSON cannot hold is
-     * refused here, and the record passes between tabs and into
-     * IndexedDB as it is. */
+     * data travels as the JSON the gateway gets (what JSON cannot hold is
+     * refused here, as by a plain channel), and the record passes between
+     * tabs and into IndexedDB as it is. */
     async emit(type, data, options) {
       if (closed) throw failure('closed', 'the channel is closed');
       if (pending.size >= (o.outboxSize ?? 1000)) throw failure('outbox_full', 'too many emits waiting');
-      let d;
-      try {
-        d = JSON.stringify(data) ?? 'null';
-      } catch (e) {
-        throw failure('invalid_event', e.message);
-      }
+      const d = json(data) ?? 'null';
       const id = options?.id ?? uuid();
       const rec = { ...options, id, type, d };
       const p = new Promise((ok, ko) => pending.set(id, [rec, ok, ko]));
       await store?.put(rec);
       pending.has(id) && route(rec);
       return p;
-    },
-    get state() {
-      return cb.now[0];
-    },
-    get transport() {
-      return cb.now[1];
-    },
+    }
     get lastSeq() {
       return last;
-    },
-    onState: (f) => cb.listen(0, f),
-    onError: (f) => cb.listen(1, f),
+    }
     /** Lets the lock go at once, so another tab leads without waiting. */
     async close() {
       if (closed) return;
@@ -343,8 +331,11 @@ export async function layer(o, connect, Callbacks, failure, uuid, opened) {
       pending.forEach((p) => p[2](failure('closed', 'the channel is closed')));
       pending.clear();
       state('closed', { transport: tab.transport, attempt: 0 });
-    },
-  };
+    }
+  })(cb);
+  /** `'leader'` or `'follower'` with `share`; false when this tab has a
+   * connection of its own (no `share`, or no Web Locks / BroadcastChannel). */
+  tab.shared = !!bc && 'follower';
 
   const timer = bc && setInterval(tick, TICK);
   if (bc) bc.onmessage = hear;

@@ -5,6 +5,7 @@
 // with `recovered: false`, and a channel lives until `close()` even when
 // the app keeps no reference to it. See harness.mjs.
 import { test, after } from 'node:test';
+import { createServer } from 'node:net';
 import assert from 'node:assert/strict';
 import { freePort, restartGateway, startAgain, stopGateway } from '../e2e/harness.mjs';
 import { TRANSPORTS, timeout, gateway, openApp, root, shutdown, startOwnGateway } from './harness.mjs';
@@ -64,6 +65,44 @@ for (const transport of TRANSPORTS) {
     await page.close();
   });
 }
+
+// setTimeout fires a delay of 2^31 ms or more at once: such a
+// connectTimeoutMs used to reject with connect_timeout immediately.
+test('a connectTimeoutMs past what setTimeout honours waits like 0 (no limit)', { timeout }, async () => {
+  const url = `http://127.0.0.1:${await freePort()}`;
+  const page = await openApp();
+  const got = await page.evaluate(async (url) => {
+    const connecting = t.settle(t.EventChannel.connect({ url, connectTimeoutMs: 2 ** 31 }));
+    return Promise.race([connecting, t.sleep(1500).then(() => 'still waiting')]);
+  }, url);
+  assert.equal(got, 'still waiting', JSON.stringify(got));
+  await page.close();
+});
+
+// The wasm asks for its next wake-up at its earliest deadline; one of 2^31
+// ms or more (here a 30-day attemptTimeoutMs while the attempt hangs)
+// used to reach setTimeout as it was, which fires it at once: the channel
+// woke, found nothing due and asked again, in a loop.
+test('a deadline past what setTimeout honours does not wake the channel in a loop', { timeout }, async () => {
+  // Accepts connections and never answers: the WebSocket handshake hangs.
+  const held = [];
+  const server = createServer((s) => held.push(s));
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  const page = await openApp();
+  const calls = await page.evaluate(async (url) => {
+    const real = window.setTimeout;
+    let calls = 0;
+    window.setTimeout = (...a) => (calls++, real(...a));
+    t.EventChannel.connect({ url, transport: 'websocket', attemptTimeoutMs: 30 * 86_400_000, connectTimeoutMs: 0 });
+    await new Promise((r) => real(r, 1000));
+    return calls;
+  }, url);
+  assert.ok(calls < 20, `setTimeout called ${calls} times in 1 s`);
+  await page.close();
+  held.forEach((s) => s.destroy());
+  server.close();
+});
 
 test('a channel without topics over sse holds a stream: it emits, notices the gateway go, reopens, then subscribes', { timeout }, async () => {
   const url = await startOwnGateway();

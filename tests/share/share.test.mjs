@@ -29,6 +29,8 @@ test('five tabs share one connection; each gets its patterns exactly once', { ti
   const roles = await Promise.all(tabs.map((t) => t.evaluate(() => ch.shared)));
   assert.equal(roles.filter((r) => r == 'leader').length, 1, `one leader: ${roles}`);
   assert.equal(roles.filter((r) => r == 'follower').length, 4, `four followers: ${roles}`);
+  // Leader or follower, what the app holds is an EventChannel.
+  assert.deepEqual(await Promise.all(tabs.map((t) => t.evaluate(() => ch instanceof EventChannel))), [true, true, true, true, true]);
   // The union is subscribed once the followers' patterns reached the leader.
   await eventually('one connection', async () => (await connections(gw)) == 1);
   await new Promise((r) => setTimeout(r, 500));
