@@ -1,7 +1,9 @@
 // `share: true` (one connection for all tabs of an app) and `persist: true`
 // (emits kept across reloads): a layer over the plain EventChannel, using
 // only its public API. index.js loads this file, with persist.js, as a chunk
-// of its own (a dynamic import()) and hands `connect` here when either is set.
+// of its own (a dynamic import()) and hands `EventChannel` here when either
+// is set; what the app gets back is an EventChannel too (a subclass whose
+// subscribe, emit, position and close are this layer's).
 //
 // One tab, the leader, holds the lock named after the app's key (Web Locks)
 // and with it the one plain EventChannel; it subscribes with the union of
@@ -12,9 +14,10 @@
 // a tab keeps each emit until it is answered and sends it again, same id,
 // to every new leader: the gateway's dedupe makes a resend harmless.
 //
-// Written as one closure rather than a class: the minifier shortens its
-// variables, not `this.#field`s (the goal for this layer is 2 KB gzip;
-// docs/CLIENT-SIZE.md has what it costs).
+// The state lives in one closure, not in a class's fields: the minifier
+// shortens variables, not `this.#field`s (the goal for this layer is 2 KB
+// gzip; docs/CLIENT-SIZE.md has what it costs and why it is not reached).
+// The subclass's methods only reach into that closure.
 import { locks, outbox } from './persist.js';
 
 const now = Date.now;
