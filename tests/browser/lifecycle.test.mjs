@@ -14,23 +14,27 @@ after(shutdown);
 
 for (const transport of TRANSPORTS) {
   test(`emits waiting for a connection: outbox_full past outboxSize, closed on close(), over ${transport}`, { timeout }, async () => {
-    const url = await gateway('tight');
+    // A gateway of its own, stopped to cut the channel off: deterministic,
+    // where a slow-consumer cut depends on how fast the page reads.
+    const url = await startOwnGateway();
     const page = await openApp();
-    const got = await page.evaluate(
+    await page.evaluate(
       async ({ url, transport, r }) => {
         // Reconnects only after 30 s: the channel stays cut off for the test.
         const options = { url, transport, topics: [`${r}.kick`], outboxSize: 2, minBackoffMs: 30000, maxBackoffMs: 30000 };
-        const { channel } = await t.connect(options);
-        await t.sleep(200);
-        await t.publish(url, t.batch(`${r}.kick`, 1, 100, 200));
-        await t.until('the channel to notice the cut', () => channel.state === 'reconnecting');
-        const waiting = [1, 2].map((n) => t.settle(channel.emit(`${r}.ui`, { n })));
-        const third = await t.settle(channel.emit(`${r}.ui`, { n: 3 }));
-        await channel.close();
-        return { third, waiting: await Promise.all(waiting), state: channel.state };
+        window.c = await t.connect(options);
       },
       { url, transport, r: root('pending') },
     );
+    await stopGateway(url);
+    const got = await page.evaluate(async (r) => {
+      const { channel } = c;
+      await t.until('the channel to notice the cut', () => channel.state === 'reconnecting');
+      const waiting = [1, 2].map((n) => t.settle(channel.emit(`${r}.ui`, { n })));
+      const third = await t.settle(channel.emit(`${r}.ui`, { n: 3 }));
+      await channel.close();
+      return { third, waiting: await Promise.all(waiting), state: channel.state };
+    }, root('pending'));
     assert.equal(got.third.error?.code, 'outbox_full', 'the third emit does not fit in an outbox of 2');
     assert.deepEqual(
       got.waiting.map((s) => s.error?.code),
