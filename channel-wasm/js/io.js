@@ -276,7 +276,7 @@ export const pending = new Map();
 /** The app's side of a channel: the `onState` and `onError` listeners,
  * the handler functions by id (the Rust side keeps their patterns and says
  * which ids an event goes to), and the isolation of everything the app
- * passed in. share.js uses it too (`new Callbacks()`). Given the handle
+ * passed in. share.js uses it too (`Callbacks()`, no handle). Given the handle
  * `h` of a wasm channel, it is also that channel's JS side, which the
  * imports reach by `h`: its transport and timer, the `token` option, the
  * current value, and `settle` for its emits. The Rust side decides what to

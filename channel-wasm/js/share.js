@@ -113,9 +113,10 @@ export async function layer(o, E, Callbacks, failure, uuid, opened, json) {
   let leading;
   let last = null;
   let heard = now();
+  let stealing, granted, election, closed;
   /** Why the leader's channel could not be made (a bad option): what
    * `connect` rejects with, rather than `closed`. */
-  let stealing, granted, election, closed, fatal;
+  let fatal;
 
   const state = (s, i, lead) => {
     cb.state(s, i);
